@@ -1,0 +1,1 @@
+//! Phone numbers: E.164 normalization and the time zones of a number's prefix.

@@ -1,0 +1,124 @@
+//! The call flow of a campaign (SPEC §3.1): steps, gathers and their options, as validated types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A validated script: `start` and every step reference name an existing step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Script {
+    pub start: String,
+    pub steps: BTreeMap<String, Step>,
+    pub voicemail: Option<Voicemail>,
+}
+
+/// What is played to an answering machine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Voicemail {
+    pub say: Option<String>,
+    pub play: Option<String>,
+}
+
+/// One step. Rendered in order: say/play/pause, gather, then the ending.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Step {
+    pub say: Option<String>,
+    pub play: Option<String>,
+    /// Seconds of silence.
+    pub pause: Option<u32>,
+    pub gather: Option<Gather>,
+    pub ending: Ending,
+}
+
+/// How a step ends after its prompts and gather.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Ending {
+    /// Nothing more: the call ends when the TwiML runs out.
+    #[default]
+    None,
+    /// `<Dial>` to this number.
+    Dial(String),
+    /// `<Record>`.
+    Record,
+    /// `<Hangup/>`.
+    Hangup,
+    /// `<Redirect>` to another step.
+    Next(String),
+}
+
+/// Which inputs a gather accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatherInput {
+    Dtmf,
+    Speech,
+    DtmfSpeech,
+}
+
+impl GatherInput {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatherInput::Dtmf => "dtmf",
+            GatherInput::Speech => "speech",
+            GatherInput::DtmfSpeech => "dtmf speech",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gather {
+    pub input: GatherInput,
+    /// Seconds to wait for input.
+    pub timeout: u32,
+    pub num_digits: Option<u32>,
+    pub prompt: Option<String>,
+    pub options: Vec<GatherOption>,
+    /// Step taken when nothing was entered (and after 3 unmatched answers).
+    pub no_input: Option<String>,
+    /// Step taken when the answer matched no option.
+    pub no_match: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherOption {
+    pub digits: Option<String>,
+    /// Words or phrases; matched case-insensitively within the speech result.
+    pub speech: Vec<String>,
+    pub outcome: Option<String>,
+    pub opt_out: bool,
+    pub retry_after: Option<Duration>,
+    pub next: Option<String>,
+}
+
+impl Script {
+    /// Every step name the script references, with where (for error messages).
+    pub fn references(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.steps.iter().flat_map(|(name, step)| {
+            let mut refs: Vec<(&str, &str, &str)> = Vec::new();
+            if let Ending::Next(n) = &step.ending {
+                refs.push((name.as_str(), "next", n.as_str()));
+            }
+            if let Some(g) = &step.gather {
+                for o in &g.options {
+                    if let Some(n) = &o.next {
+                        refs.push((name.as_str(), "options.next", n.as_str()));
+                    }
+                }
+                if let Some(n) = &g.no_input {
+                    refs.push((name.as_str(), "no_input", n.as_str()));
+                }
+                if let Some(n) = &g.no_match {
+                    refs.push((name.as_str(), "no_match", n.as_str()));
+                }
+            }
+            refs
+        })
+    }
+
+    /// Names of the steps that contain a gather, in script order (for `answer.STEP` columns).
+    pub fn gather_steps(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|(_, s)| s.gather.is_some())
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}

@@ -1,0 +1,3 @@
+//! Twilio: the REST client, request signatures and TwiML.
+
+pub mod signature;
