@@ -2,6 +2,29 @@
 //! calls [`run`]; everything else lives in the modules below.
 
 pub mod campaign;
+pub mod cli;
 pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod decision;
+pub mod logging;
 pub mod schedule;
+pub mod store;
 pub mod twilio;
+
+use cli::{Cli, Command};
+
+/// Runs one command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = commands::Context::new(&cli);
+    match cli.command {
+        Command::Init { dir } => commands::init::run(&dir),
+        Command::Campaign(cmd) => commands::campaign::run(&ctx, cmd),
+        Command::Contacts(cmd) => commands::contacts::run(&ctx, cmd),
+        Command::Dnc(cmd) => commands::dnc::run(&ctx, cmd),
+        Command::Plan(args) => commands::plan::run(&ctx, args),
+        Command::Run(cmd) => commands::run::run(&ctx, cmd),
+        Command::Report(cmd) => commands::report::run(&ctx, cmd),
+        Command::Simulator { listen } => commands::simulator::run(&ctx, &listen),
+    }
+}

@@ -1,5 +1,8 @@
 //! Campaigns and contacts: the JSON and CSV formats, their validation, phone numbers and zones.
 
+pub mod contacts_csv;
+pub mod json;
 pub mod model;
 pub mod phone;
 pub mod script;
+pub mod template;

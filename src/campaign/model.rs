@@ -25,7 +25,10 @@ impl CallingHours {
 
 impl Default for CallingHours {
     fn default() -> Self {
-        Self { start: 8 * 60, end: 21 * 60 }
+        Self {
+            start: 8 * 60,
+            end: 21 * 60,
+        }
     }
 }
 
@@ -135,7 +138,8 @@ pub struct CampaignRules {
 
 impl CampaignRules {
     pub fn is_excluded_day(&self, day: Weekday) -> bool {
-        self.excluded_days.contains(&(day.num_days_from_monday() as u8))
+        self.excluded_days
+            .contains(&(day.num_days_from_monday() as u8))
     }
 }
 

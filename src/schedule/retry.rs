@@ -5,6 +5,11 @@ use chrono::{DateTime, Utc};
 use super::{AttemptEnd, Next};
 use crate::campaign::model::CampaignRules;
 
-pub fn after_attempt(_rules: &CampaignRules, _attempts: u32, _end: AttemptEnd, _ended: DateTime<Utc>) -> Next {
+pub fn after_attempt(
+    _rules: &CampaignRules,
+    _attempts: u32,
+    _end: AttemptEnd,
+    _ended: DateTime<Utc>,
+) -> Next {
     unimplemented!("schedule::after_attempt is being written")
 }

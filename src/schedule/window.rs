@@ -9,6 +9,10 @@ pub fn in_window(_rules: &CampaignRules, _zones: &[Tz], _at: DateTime<Utc>) -> b
     unimplemented!("schedule::in_window is being written")
 }
 
-pub fn next_window_start(_rules: &CampaignRules, _zones: &[Tz], _from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn next_window_start(
+    _rules: &CampaignRules,
+    _zones: &[Tz],
+    _from: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     unimplemented!("schedule::next_window_start is being written")
 }

@@ -8,7 +8,10 @@ use sha1::Sha1;
 /// Computes the signature Twilio sends for a POST to `url` with these form parameters.
 /// Repeated keys are allowed; names and values are sorted byte-wise and de-duplicated.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     pairs.sort_unstable();
     pairs.dedup();
     let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(auth_token.as_bytes())

@@ -1,0 +1,231 @@
+//! The command line (SPEC §1), as clap derive types. Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// An outbound campaign dialer: imports contacts and campaigns, calls people only when law and
+/// campaign allow it (their local calling hours, excluded days, retry delays, the do-not-call
+/// list), through Twilio or the built-in simulator, and records every attempt in SQLite.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dialer",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "DIALER_CONFIG",
+        default_value = "dialer.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less output: only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented dialer.toml, a sample campaign and sample contacts into DIR.
+    Init {
+        /// Folder to write into (created if missing); existing files are never overwritten.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Import, list, inspect, pause and resume campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+    /// Import contacts into a campaign.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// The global do-not-call list: numbers on it are never dialed, in any campaign.
+    #[command(subcommand)]
+    Dnc(DncCommand),
+    /// Explain, for every contact, whether it is due at an instant and, if not, why and when next.
+    /// Changes nothing.
+    Plan(PlanArgs),
+    /// Place calls: as a long-running daemon, or as one batch for cron.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Counts and rates, or every attempt as CSV.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Run the built-in Twilio-compatible simulator on its own.
+    Simulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Validate and store a campaign (keyed by its `name`).
+    Import {
+        /// The campaign JSON file.
+        file: PathBuf,
+        /// Also import these contacts into it.
+        #[arg(long, value_name = "FILE.csv")]
+        contacts: Option<PathBuf>,
+        /// Update an existing campaign's configuration; its contacts and history are kept.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Every campaign with its status and progress counts.
+    List,
+    /// One campaign's configuration and progress.
+    Show { name: String },
+    /// Stop placing new calls for a campaign (calls in progress finish).
+    Pause { name: String },
+    /// Let a paused campaign dial again.
+    Resume { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Import a contacts CSV (header row; a `phone` column; optional `name`, `timezone`, `id`;
+    /// other columns become template fields). Re-importing never resets call history.
+    Import {
+        /// The campaign to import into.
+        #[arg(long)]
+        campaign: String,
+        /// The CSV file.
+        file: PathBuf,
+        /// Abort on the first bad row; nothing is written.
+        #[arg(long)]
+        strict: bool,
+        /// Check and count, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DncCommand {
+    /// Add numbers to the do-not-call list.
+    Add {
+        #[arg(required = true, value_name = "NUMBER")]
+        numbers: Vec<String>,
+    },
+    /// Add every number of a CSV file (a `phone` column, or the first column).
+    Import { file: PathBuf },
+    /// Print the list.
+    List,
+    /// Remove a number from the list.
+    Remove {
+        #[arg(value_name = "NUMBER")]
+        number: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only this campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// The instant to decide for (RFC 3339, e.g. 2026-11-23T15:00:00Z); default now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Scheduler and callback server until SIGINT/SIGTERM.
+    Daemon,
+    /// For cron: place the calls due now, wait for them to end, print a summary, exit.
+    Batch {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Place at most N calls.
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// How long to wait for calls to end.
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        wait: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per campaign: contacts, attempts, answer rate, outcomes, talk time, billed minutes.
+    Summary {
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
+        format: SummaryFormat,
+    },
+    /// Export as CSV.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// One row per attempt (or per contact with --contacts).
+    Csv {
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Attempts started at or after this instant (RFC 3339).
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Attempts started before this instant (RFC 3339).
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// One row per contact, with one `answer.STEP` column per gather step.
+        #[arg(long)]
+        contacts: bool,
+        /// Write to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,148 @@
+//! `dialer plan`: for every contact, whether it is due at an instant, and if not why and when
+//! next (SPEC §5.4). Read-only; JSON and CSV rows are streamed, not collected.
+
+use std::io::Write;
+
+use anyhow::Result;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::{Context, Table, load_campaigns};
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::decision::{contact_zones, evaluate};
+
+const HEADER: [&str; 9] = [
+    "campaign",
+    "contact",
+    "phone",
+    "timezone",
+    "local_time",
+    "due",
+    "reason",
+    "next_eligible_at",
+    "attempts",
+];
+
+/// One row of the plan: exactly the SPEC §5.4 keys, in order.
+#[derive(Debug, Serialize)]
+struct PlanRow<'a> {
+    campaign: &'a str,
+    contact: String,
+    phone: String,
+    timezone: String,
+    local_time: String,
+    due: bool,
+    reason: &'static str,
+    next_eligible_at: Option<String>,
+    attempts: u32,
+}
+
+/// Where rows go.
+enum Sink<W: Write> {
+    Table(Table, W),
+    Csv(csv::Writer<W>),
+    Json { out: W, first: bool },
+}
+
+impl<W: Write> Sink<W> {
+    fn new(format: PlanFormat, mut out: W) -> Result<Self> {
+        Ok(match format {
+            PlanFormat::Table => Sink::Table(Table::new(HEADER), out),
+            PlanFormat::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(out);
+                w.write_record(HEADER)?;
+                Sink::Csv(w)
+            }
+            PlanFormat::Json => {
+                out.write_all(b"[")?;
+                Sink::Json { out, first: true }
+            }
+        })
+    }
+
+    fn push(&mut self, p: &PlanRow<'_>) -> Result<()> {
+        match self {
+            Sink::Table(t, _) => t.row([
+                p.campaign.to_owned(),
+                p.contact.clone(),
+                p.phone.clone(),
+                p.timezone.clone(),
+                p.local_time.clone(),
+                p.due.to_string(),
+                p.reason.to_owned(),
+                p.next_eligible_at.clone().unwrap_or_else(|| "-".into()),
+                p.attempts.to_string(),
+            ]),
+            Sink::Csv(w) => w.serialize(p)?,
+            Sink::Json { out, first } => {
+                if !std::mem::take(first) {
+                    out.write_all(b",")?;
+                }
+                out.write_all(b"\n")?;
+                serde_json::to_writer(&mut *out, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Table(t, mut out) => {
+                out.write_all(t.render().as_bytes())?;
+                out.flush()?;
+            }
+            Sink::Csv(mut w) => w.flush()?,
+            Sink::Json { mut out, .. } => {
+                out.write_all(b"\n]\n")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
+    let at = match &args.at {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|_| {
+                anyhow::anyhow!("`--at {s}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z")
+            })?,
+        None => ctx.clock.now(),
+    };
+    let config = ctx.config()?;
+    let store = ctx.store(&config)?;
+    let campaigns = load_campaigns(&config, &store, args.campaign.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut sink = Sink::new(args.format, std::io::BufWriter::new(stdout.lock()))?;
+    let cap = config.dialer.max_calls_per_number_per_day;
+    for l in &campaigns {
+        store.for_each_contact(l.row.id, |row| {
+            let zones = contact_zones(&row, &l.campaign);
+            let d = evaluate(&store, &l.campaign, l.row.paused, cap, &row, &zones, at)?;
+            sink.push(&PlanRow {
+                campaign: &l.row.name,
+                contact: row.reference().to_owned(),
+                phone: row.phone.clone(),
+                timezone: zones.iter().map(|z| z.name()).collect::<Vec<_>>().join("|"),
+                local_time: zones
+                    .iter()
+                    .map(|z| {
+                        at.with_timezone(z)
+                            .to_rfc3339_opts(SecondsFormat::Secs, false)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                due: d.is_due(),
+                reason: d.reason.as_str(),
+                next_eligible_at: d
+                    .next_eligible_at
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                attempts: row.attempts,
+            })
+        })?;
+    }
+    sink.finish()
+}

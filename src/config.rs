@@ -1,0 +1,485 @@
+//! `dialer.toml` (SPEC §2): the raw serde shape, and the validated [`Config`] the rest of the code
+//! uses. Zones, durations, addresses and URLs are parsed here, once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use url::Url;
+
+use crate::campaign::phone::Region;
+
+/// The commented default written by `dialer init`.
+pub const DEFAULT_TOML: &str = include_str!("../dialer.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{}`: {source} (create one with `dialer init` or pass `--config PATH`)", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}: `{field}` {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    database: RawDatabase,
+    server: RawServer,
+    carrier: RawCarrier,
+    twilio: RawTwilio,
+    dialer: RawDialer,
+    campaign: Vec<RawCampaignEntry>,
+    simulator: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    path: PathBuf,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            path: "dialer.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    public_url: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCarrier {
+    kind: String,
+}
+
+impl Default for RawCarrier {
+    fn default() -> Self {
+        Self {
+            kind: "simulator".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTwilio {
+    account_sid: String,
+    auth_token: String,
+    api_base: String,
+    from: String,
+}
+
+impl std::fmt::Debug for RawTwilio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawTwilio")
+            .field("account_sid", &self.account_sid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RawTwilio {
+    fn default() -> Self {
+        Self {
+            account_sid: String::new(),
+            auth_token: String::new(),
+            api_base: "https://api.twilio.com".into(),
+            from: "+15005550006".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDialer {
+    calls_per_second: f64,
+    max_concurrent_calls: u32,
+    default_timezone: String,
+    default_region: String,
+    shutdown_grace: String,
+    max_calls_per_number_per_day: Option<u32>,
+}
+
+impl Default for RawDialer {
+    fn default() -> Self {
+        Self {
+            calls_per_second: 1.0,
+            max_concurrent_calls: 20,
+            default_timezone: "America/New_York".into(),
+            default_region: "US".into(),
+            shutdown_grace: "2m".into(),
+            max_calls_per_number_per_day: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaignEntry {
+    file: PathBuf,
+    contacts: Option<PathBuf>,
+}
+
+/// Which carrier places the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierKind {
+    Twilio,
+    Simulator,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base URL Twilio reaches us on; no trailing slash.
+    pub public_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub api_base: Url,
+    pub from: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialerConfig {
+    pub calls_per_second: f64,
+    pub max_concurrent_calls: u32,
+    pub default_timezone: Tz,
+    pub default_region: Region,
+    pub shutdown_grace: Duration,
+    pub max_calls_per_number_per_day: Option<u32>,
+}
+
+/// A `[[campaign]]` entry: imported (or updated) when `run daemon` / `run batch` start.
+#[derive(Debug, Clone)]
+pub struct CampaignEntry {
+    pub file: PathBuf,
+    pub contacts: Option<PathBuf>,
+}
+
+/// The validated configuration. Relative paths are resolved against the config file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub database: PathBuf,
+    pub server: ServerConfig,
+    pub carrier: CarrierKind,
+    pub twilio: TwilioConfig,
+    pub dialer: DialerConfig,
+    pub campaigns: Vec<CampaignEntry>,
+    /// The raw `[simulator]` table, parsed by the simulator.
+    pub simulator: toml::Table,
+}
+
+/// Environment overrides (SPEC §2: env wins over the file).
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<Secret>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            account_sid: get("TWILIO_ACCOUNT_SID"),
+            auth_token: get("TWILIO_AUTH_TOKEN").map(Secret),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Validates config text as if read from `path`.
+    pub fn parse(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let listen = raw.server.listen.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like `127.0.0.1:8080`",
+                    raw.server.listen
+                ),
+            )
+        })?;
+        let public_url = parse_http_url(&raw.server.public_url).ok_or_else(|| {
+            invalid(
+                "server.public_url",
+                format!(
+                    "`{}` is not an http(s) URL like `https://dialer.example.com`",
+                    raw.server.public_url
+                ),
+            )
+        })?;
+        let carrier = match raw.carrier.kind.as_str() {
+            "twilio" => CarrierKind::Twilio,
+            "simulator" => CarrierKind::Simulator,
+            other => {
+                return Err(invalid(
+                    "carrier.kind",
+                    format!("`{other}` is not a carrier: use `twilio` or `simulator`"),
+                ));
+            }
+        };
+        let api_base = parse_http_url(&raw.twilio.api_base).ok_or_else(|| {
+            invalid(
+                "twilio.api_base",
+                format!("`{}` is not an http(s) URL", raw.twilio.api_base),
+            )
+        })?;
+        let from = raw.twilio.from.trim().to_owned();
+        if !is_e164(&from) {
+            return Err(invalid(
+                "twilio.from",
+                format!("`{from}` is not an E.164 number like `+15005550006`"),
+            ));
+        }
+        let account_sid = env.account_sid.clone().unwrap_or(raw.twilio.account_sid);
+        let auth_token = env
+            .auth_token
+            .clone()
+            .unwrap_or(Secret(raw.twilio.auth_token));
+
+        let d = raw.dialer;
+        if !(d.calls_per_second.is_finite() && d.calls_per_second > 0.0) {
+            return Err(invalid(
+                "dialer.calls_per_second",
+                "must be a number above 0, like `1.0`".into(),
+            ));
+        }
+        if d.max_concurrent_calls == 0 {
+            return Err(invalid(
+                "dialer.max_concurrent_calls",
+                "must be at least 1".into(),
+            ));
+        }
+        let default_timezone = d.default_timezone.parse::<Tz>().map_err(|_| {
+            invalid(
+                "dialer.default_timezone",
+                format!(
+                    "`{}` is not an IANA time zone like `America/New_York`",
+                    d.default_timezone
+                ),
+            )
+        })?;
+        let default_region = Region::parse(&d.default_region).ok_or_else(|| {
+            invalid(
+                "dialer.default_region",
+                format!(
+                    "`{}` is not a two-letter region code like `US` or `ES`",
+                    d.default_region
+                ),
+            )
+        })?;
+        let shutdown_grace = humantime::parse_duration(&d.shutdown_grace).map_err(|e| {
+            invalid(
+                "dialer.shutdown_grace",
+                format!(
+                    "`{}` is not a duration like `2m` or `90s` ({e})",
+                    d.shutdown_grace
+                ),
+            )
+        })?;
+        if d.max_calls_per_number_per_day == Some(0) {
+            return Err(invalid(
+                "dialer.max_calls_per_number_per_day",
+                "must be at least 1 (remove it for no cap)".into(),
+            ));
+        }
+
+        Ok(Config {
+            path: path.to_owned(),
+            database: resolve(&raw.database.path),
+            server: ServerConfig { listen, public_url },
+            carrier,
+            twilio: TwilioConfig {
+                account_sid,
+                auth_token,
+                api_base,
+                from,
+            },
+            dialer: DialerConfig {
+                calls_per_second: d.calls_per_second,
+                max_concurrent_calls: d.max_concurrent_calls,
+                default_timezone,
+                default_region,
+                shutdown_grace,
+                max_calls_per_number_per_day: d.max_calls_per_number_per_day,
+            },
+            campaigns: raw
+                .campaign
+                .into_iter()
+                .map(|c| CampaignEntry {
+                    file: resolve(&c.file),
+                    contacts: c.contacts.as_deref().map(resolve),
+                })
+                .collect(),
+            simulator: raw.simulator.unwrap_or_default(),
+        })
+    }
+}
+
+fn parse_http_url(s: &str) -> Option<Url> {
+    let url = Url::parse(s.trim_end_matches('/')).ok()?;
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+/// `+` followed by 8 to 15 digits.
+pub fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/dialer/dialer.toml"), text, &Env::default())
+    }
+
+    #[test]
+    fn shipped_default_parses() {
+        let c = parse(DEFAULT_TOML).expect("the shipped dialer.toml is valid");
+        assert_eq!(c.carrier, CarrierKind::Simulator);
+        assert_eq!(c.database, PathBuf::from("/etc/dialer/dialer.db"));
+        assert_eq!(c.campaigns.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[dialer]\ncalls_per_second = 1.0\ncals_per_minute = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/dialer/dialer.toml:3: unknown field `cals_per_minute`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = parse("[dialer]\ndefault_timezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`dialer.default_timezone`") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+        let err = parse("[dialer]\nshutdown_grace = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`dialer.shutdown_grace`"), "{err}");
+        let err = parse("[carrier]\nkind = \"vonage\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use `twilio` or `simulator`"), "{err}");
+    }
+
+    #[test]
+    fn env_wins_and_token_is_redacted() {
+        let env = Env {
+            account_sid: Some("ACenv".into()),
+            auth_token: Some(Secret::new("s3cr3t-token")),
+        };
+        let c = Config::parse(
+            Path::new("d.toml"),
+            "[twilio]\naccount_sid = \"ACfile\"\nauth_token = \"file-token\"\n",
+            &env,
+        )
+        .expect("valid");
+        assert_eq!(c.twilio.account_sid, "ACenv");
+        assert_eq!(c.twilio.auth_token.expose(), "s3cr3t-token");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr3t-token") && !debug.contains("file-token"),
+            "{debug}"
+        );
+    }
+}
