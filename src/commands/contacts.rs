@@ -89,7 +89,7 @@ pub fn import(
                 eprintln!("{name}:{}: {}", rej.line, rej.reason);
             }
         }
-        if rows % 4096 == 0
+        if rows.is_multiple_of(4096)
             && let Some(b) = &bar
         {
             b.set_position(reader.position());

@@ -40,7 +40,7 @@ struct PlanRow<'a> {
 /// Where rows go.
 enum Sink<W: Write> {
     Table(Table, W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json { out: W, first: bool },
 }
 
@@ -53,7 +53,7 @@ impl<W: Write> Sink<W> {
                     .has_headers(false)
                     .from_writer(out);
                 w.write_record(HEADER)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             PlanFormat::Json => {
                 out.write_all(b"[")?;
