@@ -3,3 +3,4 @@
 pub mod model;
 pub mod phone;
 pub mod script;
+pub mod template;
