@@ -1,3 +1,9 @@
 //! Twilio: the REST client, request signatures and TwiML.
 
+pub mod client;
+pub mod error;
 pub mod signature;
+pub mod twiml;
+
+pub use client::{Call, CallPage, Client, ClientOptions, CreateCall, ListCalls, RetryPolicy};
+pub use error::Error;
