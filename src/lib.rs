@@ -4,4 +4,5 @@
 pub mod campaign;
 pub mod clock;
 pub mod schedule;
+pub mod simulator;
 pub mod twilio;
