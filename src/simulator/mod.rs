@@ -6,6 +6,8 @@ mod api;
 mod behavior;
 mod call;
 mod config;
+mod list;
+mod params;
 mod play;
 mod record;
 #[cfg(test)]
