@@ -184,7 +184,7 @@ pub struct Simulator {
     base_url: String,
     state: SimState,
     shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Simulator {
@@ -211,7 +211,7 @@ impl Simulator {
             base_url: format!("http://{local}"),
             state,
             shutdown,
-            task,
+            task: Some(task),
         })
     }
 
@@ -242,13 +242,23 @@ impl Simulator {
     }
 
     /// Stops serving and ends every call task.
-    pub async fn shutdown(self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
         self.shutdown.cancel();
         self.state.stop_calls();
-        match self.task.await {
-            Ok(result) => result,
-            Err(join) => Err(std::io::Error::other(join)),
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|join| Err(std::io::Error::other(join))),
+            None => Ok(()),
         }
+    }
+}
+
+/// Dropping the handle stops the server too (without waiting for it).
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.state.stop_calls();
     }
 }
 

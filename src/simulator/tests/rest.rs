@@ -335,3 +335,19 @@ async fn a_status_update_cancels_a_ringing_call() {
     assert_eq!(hits.last().and_then(|h| h.get("CallDuration")), Some("0"));
     assert!(w.hits(&sid, "/voice").is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_stops_the_in_process_simulator() {
+    let sim = Simulator::start(config(1)).await.expect("starts");
+    let url = format!("{}/simulator/requests", sim.base_url());
+    assert!(
+        reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    );
+    sim.shutdown().await.expect("clean shutdown");
+    assert!(
+        reqwest::get(&url).await.is_err(),
+        "nothing listens any more"
+    );
+}
