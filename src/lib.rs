@@ -9,6 +9,7 @@ pub mod config;
 pub mod decision;
 pub mod logging;
 pub mod schedule;
+pub mod simulator;
 pub mod store;
 pub mod twilio;
 

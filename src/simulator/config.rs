@@ -1,0 +1,327 @@
+//! The `[simulator]` configuration: credentials, seed, time scale, behavior rules, the mix for
+//! numbers no rule names, and fault injection; plus its validation.
+
+use serde::Deserialize;
+
+/// The account SID the simulator answers to unless configured otherwise.
+pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// The auth token the simulator signs with unless configured otherwise.
+pub const DEFAULT_AUTH_TOKEN: &str = "simulator-auth-token";
+
+/// The simulator's settings. An empty `[simulator]` table is valid: every key has a default.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// The account SID accepted in paths and HTTP Basic auth (`AC` + 32 hex digits).
+    #[serde(default = "default_account_sid")]
+    pub account_sid: String,
+    /// The auth token: the Basic auth password and the key of every `X-Twilio-Signature`.
+    #[serde(default = "default_auth_token")]
+    pub auth_token: String,
+    /// Seed of every random outcome; the same seed and creates give the same calls.
+    #[serde(default)]
+    pub seed: u64,
+    /// Real seconds per simulated second (`1.0` = real time, `0.05` = twenty times faster).
+    #[serde(default = "default_time_scale")]
+    pub time_scale: f64,
+    /// Behaviors by number pattern, first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Percentages for numbers that no rule matches.
+    #[serde(default)]
+    pub mix: Mix,
+    /// Fault injection.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            account_sid: default_account_sid(),
+            auth_token: default_auth_token(),
+            seed: 0,
+            time_scale: default_time_scale(),
+            rules: Vec::new(),
+            mix: Mix::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .field("seed", &self.seed)
+            .field("time_scale", &self.time_scale)
+            .field("rules", &self.rules)
+            .field("mix", &self.mix)
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+fn default_account_sid() -> String {
+    DEFAULT_ACCOUNT_SID.to_owned()
+}
+fn default_auth_token() -> String {
+    DEFAULT_AUTH_TOKEN.to_owned()
+}
+fn default_time_scale() -> f64 {
+    0.05
+}
+
+/// One behavior rule: numbers matching `pattern` behave as `behavior`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// An exact E.164 number (`+15551234567`) or a prefix ending in `*` (`+1555*`, `*`).
+    pub pattern: String,
+    pub behavior: BehaviorKind,
+    /// For `human`: the keys pressed at successive `<Gather>`s (`""` = no input that time).
+    #[serde(default)]
+    pub digits: Vec<String>,
+    /// For `human`: the words said at successive speech `<Gather>`s.
+    #[serde(default)]
+    pub speech: Vec<String>,
+}
+
+impl Rule {
+    /// Whether this rule's pattern names `to`.
+    pub fn matches(&self, to: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => to.starts_with(prefix),
+            None => self.pattern == to,
+        }
+    }
+
+    /// The behavior this rule gives.
+    pub fn behavior(&self) -> Behavior {
+        match self.behavior {
+            BehaviorKind::Busy => Behavior::Busy,
+            BehaviorKind::NoAnswer => Behavior::NoAnswer,
+            BehaviorKind::Failed => Behavior::Failed,
+            BehaviorKind::Machine => Behavior::Machine,
+            BehaviorKind::Silent => Behavior::Silent,
+            BehaviorKind::Human => Behavior::Human {
+                digits: self.digits.clone(),
+                speech: self.speech.clone(),
+            },
+        }
+    }
+}
+
+/// The name of a behavior as written in the configuration.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BehaviorKind {
+    Busy,
+    NoAnswer,
+    Failed,
+    Machine,
+    Human,
+    Silent,
+}
+
+/// How the callee of one call behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behavior {
+    /// The line is busy (SIP 486).
+    Busy,
+    /// It rings until `Timeout` (SIP 487).
+    NoAnswer,
+    /// The number cannot be reached (SIP 404).
+    Failed,
+    /// A voicemail greeting answers; it never presses keys or speaks to a `<Gather>`.
+    Machine,
+    /// A person answers and gives these answers to successive `<Gather>`s, then stays silent.
+    Human {
+        digits: Vec<String>,
+        speech: Vec<String>,
+    },
+    /// Someone picks up and says nothing (AMD reports `unknown`).
+    Silent,
+}
+
+/// Percentages of each outcome for numbers that no rule matches; the rest are humans.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    pub busy: f64,
+    pub no_answer: f64,
+    pub failed: f64,
+    pub machine: f64,
+    pub silent: f64,
+    /// What a mix human presses at successive `<Gather>`s.
+    pub human_digits: Vec<String>,
+    /// What a mix human says at successive speech-only `<Gather>`s.
+    pub human_speech: Vec<String>,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            busy: 10.0,
+            no_answer: 10.0,
+            failed: 5.0,
+            machine: 15.0,
+            silent: 5.0,
+            human_digits: vec!["1".to_owned()],
+            human_speech: vec!["yes".to_owned()],
+        }
+    }
+}
+
+/// Fault injection: fractions in `0.0..=1.0` of create requests or callbacks.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Creates answered 429 with code 20429 (no call is created).
+    pub rate_429: f64,
+    /// Creates answered 500 with code 20500 (no call is created).
+    pub rate_500: f64,
+    /// Creates answered only after `slow_ms` real milliseconds.
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Status callbacks that are never delivered (the call still progresses).
+    pub drop_callback_rate: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate_429: 0.0,
+            rate_500: 0.0,
+            slow_rate: 0.0,
+            slow_ms: 2000,
+            drop_callback_rate: 0.0,
+        }
+    }
+}
+
+/// A `[simulator]` setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimConfigError {
+    #[error("`simulator.account_sid` `{0}` is not `AC` followed by 32 hex digits")]
+    AccountSid(String),
+    #[error("`simulator.auth_token` is empty; set a token or remove the key to use the default")]
+    AuthToken,
+    #[error("`simulator.time_scale` {0} must be a positive number, e.g. `0.05` or `1.0`")]
+    TimeScale(f64),
+    #[error(
+        "`simulator.rules[{index}].pattern` `{pattern}` is neither an E.164 number nor a prefix \
+         ending in `*`; write e.g. `+15551234567` or `+1555*`"
+    )]
+    Pattern { index: usize, pattern: String },
+    #[error(
+        "`simulator.rules[{index}]` gives `digits` or `speech` to a `{behavior}` behavior; only \
+         `human` answers gathers"
+    )]
+    AnswersWithoutHuman { index: usize, behavior: String },
+    #[error("`simulator.{key}` answer `{value}` may only hold 0-9, `*` and `#`")]
+    Digits { key: String, value: String },
+    #[error("`simulator.mix.{0}` must be a percentage between 0 and 100")]
+    Percent(&'static str),
+    #[error("`simulator.mix` percentages add up to {0}, over 100; lower some of them")]
+    MixTotal(f64),
+    #[error("`simulator.faults.{0}` must be a fraction between 0.0 and 1.0")]
+    Fraction(&'static str),
+}
+
+impl SimConfig {
+    /// Checks every setting; the simulator refuses to start with an invalid configuration.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        if !is_sid(&self.account_sid, "AC") {
+            return Err(SimConfigError::AccountSid(self.account_sid.clone()));
+        }
+        if self.auth_token.is_empty() {
+            return Err(SimConfigError::AuthToken);
+        }
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err(SimConfigError::TimeScale(self.time_scale));
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            let exact = rule.pattern.strip_suffix('*').is_none();
+            let body = rule.pattern.trim_end_matches('*');
+            let well_formed = if exact {
+                is_e164(body)
+            } else {
+                body.is_empty()
+                    || (body.starts_with('+') && body[1..].bytes().all(|b| b.is_ascii_digit()))
+            };
+            if !well_formed || body.contains('*') {
+                return Err(SimConfigError::Pattern {
+                    index,
+                    pattern: rule.pattern.clone(),
+                });
+            }
+            let answers = !rule.digits.is_empty() || !rule.speech.is_empty();
+            if answers && rule.behavior != BehaviorKind::Human {
+                let behavior = format!("{:?}", rule.behavior).to_lowercase();
+                return Err(SimConfigError::AnswersWithoutHuman { index, behavior });
+            }
+            check_digits(&format!("rules[{index}].digits"), &rule.digits)?;
+        }
+        check_digits("mix.human_digits", &self.mix.human_digits)?;
+        let m = &self.mix;
+        let parts = [
+            ("busy", m.busy),
+            ("no_answer", m.no_answer),
+            ("failed", m.failed),
+            ("machine", m.machine),
+            ("silent", m.silent),
+        ];
+        for (name, value) in parts {
+            if !(0.0..=100.0).contains(&value) {
+                return Err(SimConfigError::Percent(name));
+            }
+        }
+        let total: f64 = parts.iter().map(|(_, v)| v).sum();
+        if total > 100.0 + 1e-9 {
+            return Err(SimConfigError::MixTotal(total));
+        }
+        let f = &self.faults;
+        let fractions = [
+            ("rate_429", f.rate_429),
+            ("rate_500", f.rate_500),
+            ("slow_rate", f.slow_rate),
+            ("drop_callback_rate", f.drop_callback_rate),
+        ];
+        for (name, value) in fractions {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimConfigError::Fraction(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_digits(key: &str, answers: &[String]) -> Result<(), SimConfigError> {
+    match answers.iter().find(|a| {
+        !a.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    }) {
+        Some(bad) => Err(SimConfigError::Digits {
+            key: key.to_owned(),
+            value: bad.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `s` is `prefix` followed by 32 hex digits.
+pub(crate) fn is_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `s` is an E.164 number: `+`, a non-zero digit, at most 15 digits in all.
+pub(crate) fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
