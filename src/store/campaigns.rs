@@ -129,3 +129,13 @@ impl Store {
         Ok(stats)
     }
 }
+
+impl Store {
+    pub fn campaign_by_id(&self, id: i64) -> Result<Option<CampaignRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM campaigns WHERE id = ?1"))?
+            .query_row([id], row)
+            .optional()?)
+    }
+}

@@ -1,6 +1,7 @@
 //! The SQLite store: opening (WAL, foreign keys, busy timeout, mode 0600), migrations, and the
 //! queries, one file per table. Instants are INTEGER unix seconds UTC, always bound as parameters.
 
+mod attempts;
 mod campaigns;
 mod contacts;
 mod dnc;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
+pub use attempts::{Answer, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status, reason_of};
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
 pub use lock::{LockError, ProcessLock};

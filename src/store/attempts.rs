@@ -1,0 +1,363 @@
+//! The `attempts`, `call_events` and `answers` tables: the attempt lifecycle of SPEC §5.2/§5.5.
+//! Every change is one guarded statement (or one transaction) that checks rows affected, so a
+//! duplicate or late callback can never move an attempt backwards.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::{Result, Store, StoreError, instant, secs};
+use crate::campaign::model::{CampaignRules, Reason};
+use crate::schedule::{self, AttemptEnd, Next};
+
+/// An attempt with what the callback handlers need of its contact.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub contact_id: i64,
+    pub campaign_id: i64,
+    pub attempt_no: u32,
+    pub phone: String,
+    pub call_sid: Option<String>,
+    pub status: String,
+    pub answered_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub last_sequence: i64,
+    pub contact_name: Option<String>,
+    pub contact_ext_id: Option<String>,
+    pub contact_fields: String,
+}
+
+/// What applying a status callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusApplied {
+    /// A progress event moved the attempt forward.
+    Progress,
+    /// The final event: the attempt ended with this reason and the contact moved on.
+    Final(Reason),
+    /// A duplicate or older event (kept for audit, changed nothing), or the attempt had ended.
+    Ignored,
+}
+
+/// A gather answer to store.
+#[derive(Debug, Clone, Default)]
+pub struct Answer<'a> {
+    pub step: &'a str,
+    pub digits: Option<&'a str>,
+    pub speech: Option<&'a str>,
+    pub confidence: Option<f64>,
+    pub matched: bool,
+}
+
+const ATTEMPT_SELECT: &str = "SELECT a.id, a.contact_id, a.campaign_id, a.attempt_no, a.phone, a.call_sid, a.status,
+        a.answered_by, a.started_at, a.ended_at, a.last_sequence, c.name, c.ext_id, c.fields
+    FROM attempts a JOIN contacts c ON c.id = a.contact_id";
+
+fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
+    Ok(AttemptRow {
+        id: r.get(0)?,
+        contact_id: r.get(1)?,
+        campaign_id: r.get(2)?,
+        attempt_no: r.get(3)?,
+        phone: r.get(4)?,
+        call_sid: r.get(5)?,
+        status: r.get(6)?,
+        answered_by: r.get(7)?,
+        started_at: instant(r.get(8)?),
+        ended_at: r.get::<_, Option<i64>>(9)?.map(instant),
+        last_sequence: r.get(10)?,
+        contact_name: r.get(11)?,
+        contact_ext_id: r.get(12)?,
+        contact_fields: r.get(13)?,
+    })
+}
+
+/// Whether a Twilio CallStatus is final.
+pub fn is_final_status(status: &str) -> bool {
+    matches!(status, "completed" | "busy" | "no-answer" | "failed" | "canceled")
+}
+
+/// The attempt's reason from its final status and AnsweredBy (SPEC §5.2).
+pub fn reason_of(status: &str, answered_by: Option<&str>) -> Option<Reason> {
+    let reason = Reason::parse(status)?;
+    if reason == Reason::Completed && answered_by.is_some_and(|a| a.starts_with("machine")) {
+        return Some(Reason::Machine);
+    }
+    Some(reason)
+}
+
+impl Store {
+    /// Claims a contact for a call: inserts the attempt row and counts it, in one transaction,
+    /// only if the contact is open, has made `expected_attempts` attempts and has none open.
+    /// Committed before the Calls create is sent (SPEC §5.5). `None` if the claim lost.
+    pub fn claim_attempt(&mut self, contact_id: i64, expected_attempts: u32, now: DateTime<Utc>) -> Result<Option<AttemptRow>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let claimed = tx.execute(
+            "UPDATE contacts SET attempts = attempts + 1, updated_at = ?3
+             WHERE id = ?1 AND state = 'open' AND attempts = ?2
+               AND NOT EXISTS (SELECT 1 FROM attempts WHERE contact_id = ?1 AND ended_at IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = contacts.phone)",
+            params![contact_id, expected_attempts, secs(now)],
+        )?;
+        if claimed != 1 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO attempts (contact_id, campaign_id, attempt_no, phone, status, started_at)
+             SELECT id, campaign_id, attempts, phone, 'dialing', ?2 FROM contacts WHERE id = ?1",
+            params![contact_id, secs(now)],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        self.attempt(id)
+    }
+
+    /// Undoes a claim whose create was refused with a retryable error (429/503): no call exists,
+    /// so no attempt is counted (SPEC §5.3).
+    pub fn unclaim_attempt(&mut self, attempt_id: i64) -> Result<bool> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let contact: Option<i64> = tx
+            .query_row(
+                "DELETE FROM attempts WHERE id = ?1 AND call_sid IS NULL AND ended_at IS NULL RETURNING contact_id",
+                [attempt_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(contact) = contact else { return Ok(false) };
+        tx.execute("UPDATE contacts SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0", [contact])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
+        Ok(self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?.query_row([id], attempt_row).optional()?)
+    }
+
+    /// Attempts not yet in a final state, oldest first.
+    pub fn open_attempts(&self) -> Result<Vec<AttemptRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.ended_at IS NULL ORDER BY a.id"))?;
+        let rows = stmt.query_map([], attempt_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Binds a Call SID to an attempt (from the create response or the first callback, whichever
+    /// comes first). `false` if the attempt already has a different SID.
+    pub fn bind_call_sid(&self, attempt_id: i64, sid: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE attempts SET call_sid = ?2 WHERE id = ?1 AND (call_sid IS NULL OR call_sid = ?2)")?
+            .execute(params![attempt_id, sid])?;
+        Ok(n == 1)
+    }
+
+    /// Moves a `dialing` attempt to the status Twilio answered the create with.
+    pub fn set_created_status(&self, attempt_id: i64, status: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE attempts SET status = ?2 WHERE id = ?1 AND status = 'dialing'")?
+            .execute(params![attempt_id, status])?;
+        Ok(())
+    }
+
+    /// Records AnsweredBy (from the voice webhook).
+    pub fn set_answered_by(&self, attempt_id: i64, answered_by: &str, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE attempts SET answered_by = ?2, answered_at = coalesce(answered_at, ?3) WHERE id = ?1 AND ended_at IS NULL",
+            )?
+            .execute(params![attempt_id, answered_by, secs(now)])?;
+        Ok(())
+    }
+
+    /// Applies a status callback: keeps the raw event, moves the attempt forward only if the event
+    /// is newer (`SequenceNumber`), and on a final status ends the attempt and applies the retry
+    /// policy to the contact — all in one transaction.
+    pub fn apply_status(
+        &mut self,
+        attempt_id: i64,
+        rules: &CampaignRules,
+        params_json: &str,
+        ev: &StatusEvent<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<StatusApplied> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![attempt_id, ev.call_sid, ev.sequence, ev.status, secs(now), params_json])?;
+        let seq = ev.sequence.unwrap_or(i64::MAX - 1);
+        let applied = if is_final_status(ev.status) {
+            let answered_by: Option<String> = tx
+                .query_row("SELECT coalesce(?2, answered_by) FROM attempts WHERE id = ?1", params![attempt_id, ev.answered_by], |r| r.get(0))
+                .optional()?
+                .flatten();
+            let reason = reason_of(ev.status, answered_by.as_deref()).unwrap_or(Reason::Failed);
+            let n = tx
+                .prepare_cached(
+                    "UPDATE attempts SET status = ?2, reason = ?3, answered_by = ?4, duration_seconds = ?5,
+                            ended_at = ?6, last_sequence = ?7, error_code = coalesce(?8, error_code),
+                            answered_at = CASE WHEN ?5 > 0 THEN coalesce(answered_at, ?6 - ?5) ELSE answered_at END
+                     WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![attempt_id, ev.status, reason.as_str(), answered_by, ev.duration, secs(now), seq, ev.sip_code])?;
+            if n == 1 {
+                finish_contact(&tx, attempt_id, rules, reason, now)?;
+                StatusApplied::Final(reason)
+            } else {
+                StatusApplied::Ignored
+            }
+        } else {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE attempts SET status = ?2, last_sequence = ?3,
+                            answered_at = CASE WHEN ?2 = 'in-progress' THEN coalesce(answered_at, ?4) ELSE answered_at END
+                     WHERE id = ?1 AND ended_at IS NULL AND last_sequence < ?3",
+                )?
+                .execute(params![attempt_id, ev.status, seq, secs(now)])?;
+            if n == 1 { StatusApplied::Progress } else { StatusApplied::Ignored }
+        };
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Ends an attempt without a callback (a refused create, a reconciled or interrupted dial) and
+    /// applies the retry policy.
+    pub fn end_attempt(
+        &mut self,
+        attempt_id: i64,
+        rules: &CampaignRules,
+        end: &EndedCall<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Reason>> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let reason = reason_of(end.status, end.answered_by).unwrap_or(Reason::Failed);
+        let n = tx.execute(
+            "UPDATE attempts SET status = ?2, reason = ?3, answered_by = coalesce(?4, answered_by), duration_seconds = ?5,
+                    ended_at = ?6, error_code = ?7, error_message = ?8
+             WHERE id = ?1 AND ended_at IS NULL",
+            params![attempt_id, end.status, reason.as_str(), end.answered_by, end.duration, secs(now), end.error_code, end.error_message],
+        )?;
+        if n != 1 {
+            return Ok(None);
+        }
+        finish_contact(&tx, attempt_id, rules, reason, now)?;
+        tx.commit()?;
+        Ok(Some(reason))
+    }
+
+    /// Stores a gather answer (and, when matched, it becomes the attempt's last answer).
+    pub fn record_answer(&self, attempt_id: i64, a: &Answer<'_>, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO answers (attempt_id, step, digits, speech, confidence, matched, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![attempt_id, a.step, a.digits, a.speech, a.confidence, a.matched, secs(now)])?;
+        self.conn
+            .prepare_cached("UPDATE attempts SET digits = ?2, speech = ?3 WHERE id = ?1")?
+            .execute(params![attempt_id, a.digits, a.speech])?;
+        Ok(())
+    }
+
+    /// Unmatched answers so far for one step of one attempt (the 3-strikes rule).
+    pub fn unmatched_answers(&self, attempt_id: i64, step: &str) -> Result<u32> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM answers WHERE attempt_id = ?1 AND step = ?2 AND matched = 0")?
+            .query_row(params![attempt_id, step], |r| r.get(0))?)
+    }
+
+    /// A matched option's effects: outcome, retry_after, and opt-out (DNC at once, contact closed).
+    pub fn apply_option(
+        &mut self,
+        attempt_id: i64,
+        outcome: Option<&str>,
+        retry_after: Option<std::time::Duration>,
+        opt_out: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE attempts SET outcome = coalesce(?2, outcome), retry_after = coalesce(?3, retry_after),
+                    opted_out = max(opted_out, ?4)
+             WHERE id = ?1",
+            params![attempt_id, outcome, retry_after.map(|d| d.as_secs() as i64), opt_out],
+        )?;
+        if opt_out {
+            tx.execute(
+                "INSERT INTO dnc (phone, source, added_at) SELECT phone, 'opt-out', ?2 FROM attempts WHERE id = ?1
+                 ON CONFLICT (phone) DO NOTHING",
+                params![attempt_id, secs(now)],
+            )?;
+            tx.execute(
+                "UPDATE contacts SET state = 'opted_out', outcome = coalesce(?2, outcome), updated_at = ?3
+                 WHERE id = (SELECT contact_id FROM attempts WHERE id = ?1)",
+                params![attempt_id, outcome, secs(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of attempts not in a final state (all campaigns, or one).
+    pub fn count_open_attempts(&self, campaign_id: Option<i64>) -> Result<u32> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM attempts WHERE ended_at IS NULL AND (?1 IS NULL OR campaign_id = ?1)")?
+            .query_row([campaign_id], |r| r.get(0))?)
+    }
+
+    pub fn require_attempt(&self, id: i64) -> Result<AttemptRow> {
+        self.attempt(id)?.ok_or_else(|| StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
+    }
+}
+
+/// The fields of a status callback the lifecycle uses.
+#[derive(Debug, Clone, Default)]
+pub struct StatusEvent<'a> {
+    pub call_sid: &'a str,
+    pub status: &'a str,
+    pub sequence: Option<i64>,
+    pub duration: Option<i64>,
+    pub answered_by: Option<&'a str>,
+    pub sip_code: Option<i64>,
+}
+
+/// How an attempt ended when no callback says so.
+#[derive(Debug, Clone, Default)]
+pub struct EndedCall<'a> {
+    pub status: &'a str,
+    pub answered_by: Option<&'a str>,
+    pub duration: Option<i64>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<&'a str>,
+}
+
+/// Applies `after_attempt` to the attempt's contact (inside the caller's transaction).
+fn finish_contact(tx: &rusqlite::Transaction<'_>, attempt_id: i64, rules: &CampaignRules, reason: Reason, now: DateTime<Utc>) -> Result<()> {
+    let (contact_id, attempts, retry_after, outcome, opted_out, state): (i64, u32, Option<i64>, Option<String>, bool, String) = tx.query_row(
+        "SELECT c.id, c.attempts, a.retry_after, a.outcome, a.opted_out, c.state
+         FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = ?1",
+        [attempt_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+    )?;
+    if opted_out || state != "open" {
+        tx.execute(
+            "UPDATE contacts SET last_reason = ?2, updated_at = ?3 WHERE id = ?1",
+            params![contact_id, reason.as_str(), secs(now)],
+        )?;
+        return Ok(());
+    }
+    let end = AttemptEnd { reason, retry_after: retry_after.map(|s| std::time::Duration::from_secs(s.max(0) as u64)) };
+    let (state, next, outcome) = match schedule::after_attempt(rules, attempts, end, now) {
+        Next::Complete => ("completed", 0, Some(outcome.unwrap_or_else(|| "answered".into()))),
+        Next::Retry(at) => ("open", secs(at), outcome),
+        Next::Exhausted => ("exhausted", 0, outcome),
+    };
+    tx.execute(
+        "UPDATE contacts SET state = ?2, next_attempt_at = ?3, last_reason = ?4, outcome = coalesce(?5, outcome), updated_at = ?6
+         WHERE id = ?1",
+        params![contact_id, state, next, reason.as_str(), outcome, secs(now)],
+    )?;
+    Ok(())
+}
