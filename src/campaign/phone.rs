@@ -1,1 +1,412 @@
 //! Phone numbers: E.164 normalization and the time zones of a number's prefix.
+//!
+//! Numbers are parsed and validated with the `phonenumber` crate (libphonenumber's rules and
+//! metadata). Time zones come from libphonenumber's prefix → zones data, compiled into
+//! [`phone_zones`] by `tools/gen-phone-zones.py` (see `THIRD_PARTY_NOTICES.md`).
+
+use std::fmt;
+
+use phonenumber::country;
+
+#[path = "phone_zones.rs"]
+mod phone_zones;
+
+pub use phone_zones::SOURCE_VERSION as ZONE_DATA_VERSION;
+
+/// The region used for numbers written in national form (`dialer.default_region`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region(country::Id);
+
+impl Region {
+    /// Parses an ISO 3166 region code such as `US` or `es`; `None` when libphonenumber has no
+    /// metadata for it.
+    pub fn parse(code: &str) -> Option<Region> {
+        let id: country::Id = code.trim().to_ascii_uppercase().parse().ok()?;
+        phonenumber::metadata::DATABASE.by_id(id.as_ref())?;
+        Some(Region(id))
+    }
+
+    /// The region code, upper case (`US`).
+    pub fn code(&self) -> &str {
+        self.0.as_ref()
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a phone number was rejected.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+pub enum PhoneError {
+    #[error("phone number is empty: write it in international form like +14155550100")]
+    Empty,
+    #[error(
+        "`{0}` is not a valid phone number: write it in international form like +14155550100"
+    )]
+    Invalid(String),
+    #[error(
+        "`{number}` is not a valid phone number in region `{region}` (`dialer.default_region`): \
+         write it in international form like +14155550100"
+    )]
+    InvalidNational { number: String, region: Region },
+    #[error("`{0}` has an extension, which cannot be dialed: remove the extension")]
+    Extension(String),
+}
+
+/// Normalizes `raw` to E.164 (`+14155550100`), reading national forms in `default_region`.
+pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let international;
+    let input = if let Some(rest) = trimmed.strip_prefix("00") {
+        international = format!("+{rest}");
+        international.as_str()
+    } else {
+        trimmed
+    };
+    let invalid = || {
+        if input.starts_with('+') {
+            PhoneError::Invalid(trimmed.to_owned())
+        } else {
+            PhoneError::InvalidNational {
+                number: trimmed.to_owned(),
+                region: *default_region,
+            }
+        }
+    };
+    // An international form is read with its own country's rules: given a default region,
+    // the crate strips that region's national prefix (US `1`) from foreign numbers.
+    let region = (!input.starts_with('+')).then_some(default_region.0);
+    let number = phonenumber::parse(region, input).map_err(|_| invalid())?;
+    if number.extension().is_some() {
+        return Err(PhoneError::Extension(trimmed.to_owned()));
+    }
+    if !phonenumber::is_valid(&number) {
+        return Err(invalid());
+    }
+    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// The time zones of an E.164 number's longest known prefix; empty when no prefix is known.
+/// Non-digits after the leading `+` end the prefix.
+pub fn zones_for(e164: &str) -> &'static [&'static str] {
+    let digits = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
+    let mut prefixes = [0u32; phone_zones::MAX_PREFIX_DIGITS];
+    let mut len = 0;
+    let mut value = 0u32;
+    for &b in digits.iter().take(phone_zones::MAX_PREFIX_DIGITS) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + u32::from(b - b'0');
+        prefixes[len] = value;
+        len += 1;
+    }
+    prefixes[..len]
+        .iter()
+        .rev()
+        .find_map(|prefix| {
+            phone_zones::PREFIXES
+                .binary_search_by_key(prefix, |&(p, _)| p)
+                .ok()
+        })
+        .map_or(&[], |i| phone_zones::ZONE_LISTS[usize::from(phone_zones::PREFIXES[i].1)])
+}
+
+/// [`zones_for`], parsed; every name in the table is a valid `chrono_tz::Tz` (tested).
+pub fn zones_for_tz(e164: &str) -> Vec<chrono_tz::Tz> {
+    zones_for(e164)
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us() -> Region {
+        Region::parse("US").expect("US is a region")
+    }
+
+    fn es() -> Region {
+        Region::parse("ES").expect("ES is a region")
+    }
+
+    #[test]
+    fn region_parse() {
+        assert_eq!(Region::parse("us"), Some(us()));
+        assert_eq!(Region::parse(" ES "), Some(es()));
+        assert_eq!(us().to_string(), "US");
+        assert_eq!(Region::parse("XX"), None);
+        assert_eq!(Region::parse(""), None);
+        assert_eq!(Region::parse("USA"), None);
+    }
+
+    #[test]
+    fn normalizes_us_national_forms() {
+        for raw in [
+            "(415) 555-0132",
+            "415-555-0132",
+            "415.555.0132",
+            "415 555 0132",
+            "4155550132",
+            "1 415 555 0132",
+            "1-415-555-0132",
+            " (415)555-0132 ",
+        ] {
+            assert_eq!(normalize(raw, &us()), Ok("+14155550132".to_owned()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn normalizes_international_forms() {
+        let cases = [
+            ("+1 (415) 555-0100", "+14155550100"),
+            ("+1.415.555.0100", "+14155550100"),
+            ("0034 600 123 456", "+34600123456"),
+            ("0034-600-123-456", "+34600123456"),
+            ("+34 600 12 34 56", "+34600123456"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("0044 (0)20 7946 0958", "+442079460958"),
+            ("+39 06 6982 1234", "+390669821234"),
+            ("+86 138 0013 8000", "+8613800138000"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw, &us()), Ok(want.to_owned()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn normalizes_spanish_national_forms_with_region_es() {
+        assert_eq!(normalize("600 123 456", &es()), Ok("+34600123456".into()));
+        assert_eq!(normalize("91-123-45-67", &es()), Ok("+34911234567".into()));
+        // The same digits are not a valid US number.
+        assert!(normalize("600 123 456", &us()).is_err());
+    }
+
+    #[test]
+    fn rejects_invalid_numbers() {
+        assert_eq!(
+            normalize("+1 555", &us()),
+            Err(PhoneError::Invalid("+1 555".into()))
+        );
+        assert_eq!(
+            normalize("555-0100", &us()),
+            Err(PhoneError::InvalidNational {
+                number: "555-0100".into(),
+                region: us()
+            })
+        );
+        for raw in [
+            "+1 (011) 555-0100",
+            "+999 1234 5678",
+            "hello",
+            "+",
+            "00",
+            "0034 123",
+            "+34 600 123 456 789 012",
+            "12345678901234567890123",
+        ] {
+            assert!(normalize(raw, &us()).is_err(), "{raw} accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_empty() {
+        assert_eq!(normalize("", &us()), Err(PhoneError::Empty));
+        assert_eq!(normalize("   \t", &us()), Err(PhoneError::Empty));
+    }
+
+    #[test]
+    fn rejects_extensions() {
+        assert_eq!(
+            normalize("415-555-0132 ext. 12", &us()),
+            Err(PhoneError::Extension("415-555-0132 ext. 12".into()))
+        );
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            PhoneError::Invalid("+1 555".into()).to_string(),
+            "`+1 555` is not a valid phone number: write it in international form like +14155550100"
+        );
+        assert_eq!(
+            PhoneError::InvalidNational {
+                number: "555-0100".into(),
+                region: us()
+            }
+            .to_string(),
+            "`555-0100` is not a valid phone number in region `US` (`dialer.default_region`): \
+             write it in international form like +14155550100"
+        );
+        assert_eq!(
+            PhoneError::Empty.to_string(),
+            "phone number is empty: write it in international form like +14155550100"
+        );
+    }
+
+    #[test]
+    fn zones_of_a_new_york_number() {
+        assert_eq!(zones_for("+12125550100"), ["America/New_York"]);
+        assert_eq!(
+            zones_for_tz("+12125550100"),
+            [chrono_tz::America::New_York]
+        );
+    }
+
+    #[test]
+    fn zones_of_a_prefix_spanning_two_zones() {
+        // Part of Idaho's 208 area code: the north is Pacific time, the south Mountain time.
+        assert_eq!(
+            zones_for("+12083205550"),
+            ["America/Boise", "America/Los_Angeles"]
+        );
+        assert_eq!(zones_for("+12087891234"), ["America/Denver"]);
+        assert_eq!(
+            zones_for("+61851012345"),
+            ["Australia/Adelaide", "Australia/Perth"]
+        );
+        assert_eq!(
+            zones_for("+522001234567"),
+            ["America/Mexico_City", "America/Tijuana"]
+        );
+    }
+
+    #[test]
+    fn zones_of_a_toll_free_number_are_the_country_level_zones() {
+        let zones = zones_for("+18005550100");
+        assert!(zones.len() > 10, "{zones:?}");
+        for zone in ["America/New_York", "America/Los_Angeles", "Pacific/Honolulu"] {
+            assert!(zones.contains(&zone), "{zone} missing from {zones:?}");
+        }
+    }
+
+    #[test]
+    fn zones_of_spanish_numbers() {
+        // The table maps prefix 346 (mobiles) to Madrid. libphonenumber's own mapper would give
+        // a mobile the country-level zones (Canary and Madrid); this lookup is by prefix only.
+        assert_eq!(zones_for("+34600123456"), ["Europe/Madrid"]);
+        assert_eq!(zones_for("+34928123456"), ["Atlantic/Canary"]);
+        // A Spanish number whose prefix is not in the table gets the country-level zones.
+        assert_eq!(zones_for("+34111111111"), ["Atlantic/Canary", "Europe/Madrid"]);
+    }
+
+    #[test]
+    fn zones_of_unknown_prefixes_are_empty() {
+        assert!(zones_for("+80012345678").is_empty());
+        assert!(zones_for("").is_empty());
+        assert!(zones_for("+").is_empty());
+        assert!(zones_for("garbage").is_empty());
+        assert!(zones_for_tz("+80012345678").is_empty());
+    }
+
+    #[test]
+    fn every_zone_in_the_table_is_a_chrono_tz_zone() {
+        for zones in phone_zones::ZONE_LISTS {
+            assert!(!zones.is_empty());
+            for name in zones {
+                assert!(
+                    name.parse::<chrono_tz::Tz>().is_ok(),
+                    "`{name}` is not a chrono-tz zone: regenerate with tools/gen-phone-zones.py"
+                );
+                assert_ne!(*name, "Etc/Unknown");
+            }
+        }
+    }
+
+    #[test]
+    fn table_is_sorted_and_indices_are_in_range() {
+        let prefixes = &phone_zones::PREFIXES;
+        assert!(prefixes.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(prefixes
+            .iter()
+            .all(|&(p, i)| p > 0 && usize::from(i) < phone_zones::ZONE_LISTS.len()));
+        assert!(prefixes
+            .iter()
+            .all(|&(p, _)| p.to_string().len() <= phone_zones::MAX_PREFIX_DIGITS));
+    }
+
+    /// A deterministic mix of the forms a contacts file holds, about 10% invalid.
+    fn sample_numbers(n: usize) -> Vec<String> {
+        const US_AREAS: [u32; 16] = [
+            212, 415, 312, 617, 713, 305, 206, 303, 404, 602, 808, 907, 208, 416, 604, 787,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            u32::try_from(state % u64::from(bound)).expect("below a u32 bound")
+        };
+        (0..n)
+            .map(|_| {
+                let area = US_AREAS[next(16) as usize];
+                let exchange = 200 + next(800);
+                let line = next(10_000);
+                let mobile = next(1_000_000);
+                match next(20) {
+                    0..=2 => format!("({area}) {exchange}-{line:04}"),
+                    3..=4 => format!("{area}-{exchange}-{line:04}"),
+                    5 => format!("{area}.{exchange}.{line:04}"),
+                    6..=7 => format!("+1 {area} {exchange} {line:04}"),
+                    8 => format!("1{area}{exchange}{line:04}"),
+                    9 => format!("+1{area}{exchange}{line:04}"),
+                    10 => format!("0034 6{:02} {:03} {:03}", next(100), next(1000), next(1000)),
+                    11 => format!("+34 91 {:03} {:02} {:02}", next(1000), next(100), next(100)),
+                    12 => format!("+44 7700 9{mobile:05}"),
+                    13 => format!("+52 55 {:04} {line:04}", 1000 + next(9000)),
+                    14 => format!("+55 11 9{:04}-{line:04}", 6000 + next(4000)),
+                    15 => format!("+49 30 {:07}", 1_000_000 + next(9_000_000)),
+                    16 => format!("0033 6 {:02} {:02} {:02} {:02}", next(100), next(100), next(100), next(100)),
+                    17 => format!("555-{line:04}"),
+                    18 => format!("+1 {area} 0{line:04}"),
+                    _ => format!("+999 {mobile}"),
+                }
+            })
+            .collect()
+    }
+
+    /// `cargo test --lib campaign::phone -- --ignored --nocapture` prints normalize's speed.
+    #[test]
+    #[ignore = "prints a throughput figure; run on demand"]
+    fn normalize_throughput() {
+        let numbers = sample_numbers(200_000);
+        let region = us();
+        let run = |chunk: &[String]| {
+            chunk
+                .iter()
+                .filter(|raw| normalize(raw, &region).is_ok())
+                .count()
+        };
+        run(&numbers[..2_000]); // warm the lazily built metadata
+        let start = std::time::Instant::now();
+        let valid = run(&numbers);
+        let one = start.elapsed();
+        let start = std::time::Instant::now();
+        let (a, b) = numbers.split_at(numbers.len() / 2);
+        let valid2 = std::thread::scope(|s| {
+            let a = s.spawn(|| run(a));
+            let b = s.spawn(|| run(b));
+            a.join().expect("thread a") + b.join().expect("thread b")
+        });
+        let two = start.elapsed();
+        assert_eq!(valid, valid2);
+        let per = |d: std::time::Duration| d.as_nanos() / numbers.len() as u128;
+        println!(
+            "normalize: {} numbers, {valid} valid; 1 thread {} ns/number ({:?}); \
+             2 threads {} ns/number ({:?})",
+            numbers.len(),
+            per(one),
+            one,
+            per(two),
+            two
+        );
+    }
+}
