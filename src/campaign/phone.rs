@@ -1,44 +1,693 @@
 //! Phone numbers: E.164 normalization and the time zones of a number's prefix.
-//! (Placeholder until the generated zone table lands.)
+//!
+//! Numbers are parsed and validated with the `phonenumber` crate (libphonenumber's rules and
+//! metadata). Time zones come from libphonenumber's prefix → zones data, compiled into
+//! `phone_zones.rs` by `tools/gen-phone-zones.py` (see `THIRD_PARTY_NOTICES.md`).
 
-#[derive(Debug, Clone)]
-pub struct Region(phonenumber::country::Id);
+use std::fmt::{self, Write as _};
+use std::sync::{LazyLock, Once, PoisonError};
+
+use phonenumber::country;
+
+#[path = "phone_zones.rs"]
+mod phone_zones;
+
+pub use phone_zones::SOURCE_VERSION as ZONE_DATA_VERSION;
+
+/// The region used for numbers written in national form (`dialer.default_region`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region(country::Id);
 
 impl Region {
+    /// Parses an ISO 3166 region code such as `US` or `es`; `None` when libphonenumber has no
+    /// metadata for it.
     pub fn parse(code: &str) -> Option<Region> {
-        code.trim()
-            .to_ascii_uppercase()
-            .parse::<phonenumber::country::Id>()
-            .ok()
-            .map(Region)
+        let id: country::Id = code.trim().to_ascii_uppercase().parse().ok()?;
+        phonenumber::metadata::DATABASE.by_id(id.as_ref())?;
+        Some(Region(id))
+    }
+
+    /// The region code, upper case (`US`).
+    pub fn code(&self) -> &str {
+        self.0.as_ref()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a phone number was rejected.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
 pub enum PhoneError {
-    #[error("no phone number: fill in the phone column")]
+    #[error("phone number is empty: write it in international form like +14155550100")]
     Empty,
     #[error("`{0}` is not a valid phone number: write it in international form like +14155550100")]
     Invalid(String),
+    #[error(
+        "`{number}` is not a valid phone number in region `{region}` (`dialer.default_region`): \
+         write it in international form like +14155550100"
+    )]
+    InvalidNational { number: String, region: Region },
+    #[error("`{0}` has an extension, which cannot be dialed: remove the extension")]
+    Extension(String),
 }
 
+/// Normalizes `raw` to E.164 (`+14155550100`), reading national forms in `default_region`.
+///
+/// Spaces, dashes, dots and parentheses are ignored and a leading `00` means international
+/// (`0034 600 123 456` → `+34600123456`). The number must be valid by libphonenumber's rules
+/// (`phonenumber::is_valid`); one with an extension is rejected.
 pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(PhoneError::Empty);
     }
-    let cleaned = match trimmed.strip_prefix("00") {
-        Some(rest) => format!("+{rest}"),
-        None => trimmed.to_owned(),
+    let database = database();
+    let invalid = |international: bool| {
+        let number = shorten(trimmed);
+        if international {
+            PhoneError::Invalid(number)
+        } else {
+            PhoneError::InvalidNational {
+                number,
+                region: *default_region,
+            }
+        }
     };
-    let n = phonenumber::parse(Some(default_region.0), &cleaned)
-        .map_err(|_| PhoneError::Invalid(trimmed.to_owned()))?;
-    if !phonenumber::is_valid(&n) {
-        return Err(PhoneError::Invalid(trimmed.to_owned()));
+    let number = INPUT.with_borrow_mut(|input| {
+        input.clear();
+        let international = match clean(trimmed, input) {
+            Some(Form::International) => true,
+            Some(Form::National) => false,
+            // Letters, `tel:` URIs, extensions, Unicode digits…: the crate's full parser.
+            None => {
+                input.clear();
+                match trimmed.strip_prefix("00") {
+                    Some(rest) => {
+                        input.push('+');
+                        input.push_str(rest);
+                    }
+                    None => input.push_str(trimmed),
+                }
+                input.starts_with(PLUS_SIGNS)
+            }
+        };
+        // An international form is read with its own country's rules: given a default region,
+        // the crate would strip that region's national prefix (US `1`) from foreign numbers.
+        let region = (!international).then_some(default_region.0);
+        phonenumber::parse_with(database, region, input.as_str())
+            .map_err(|_| invalid(international))
+            .map(|number| (number, international))
+    });
+    let (number, international) = number?;
+    if number.extension().is_some() {
+        return Err(PhoneError::Extension(shorten(trimmed)));
     }
-    Ok(n.format().mode(phonenumber::Mode::E164).to_string())
+    if !phonenumber::is_valid_with(database, &number) {
+        return Err(invalid(international));
+    }
+    let mut e164 = String::with_capacity(16);
+    write!(e164, "+{}{}", number.code().value(), number.national())
+        .expect("writing to a String cannot fail");
+    Ok(e164)
 }
 
-pub fn zones_for(_e164: &str) -> &'static [&'static str] {
-    &[]
+/// The plus signs libphonenumber accepts: ASCII and full-width.
+const PLUS_SIGNS: [char; 2] = ['+', '\u{ff0b}'];
+
+/// How a cleaned number was written.
+enum Form {
+    /// With `+` or `00`; `input` holds `+CC-NATIONAL`, the RFC 3966 global form, which the
+    /// crate reads without its free-text extraction regexes.
+    International,
+    /// Without a country code; `input` holds the digits.
+    National,
+}
+
+/// Copies the digits of `raw` into `input`, skipping spaces, dashes, dots and parentheses.
+/// `None` when `raw` holds anything else (left to the crate's full parser) or starts with an
+/// unknown country code (left to the crate to reject).
+fn clean(raw: &str, input: &mut String) -> Option<Form> {
+    let mut plus = false;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'0'..=b'9' => input.push(char::from(b)),
+            b'+' if i == 0 => plus = true,
+            b' ' | b'-' | b'.' | b'(' | b')' | b'\t' => {}
+            _ => return None,
+        }
+    }
+    let skip = if plus {
+        0
+    } else if input.starts_with("00") {
+        2
+    } else {
+        return Some(Form::National);
+    };
+    input.replace_range(..skip, "+");
+    let digits = &input[1..];
+    // Country codes are prefix-free, so at most one of the first three prefixes is one.
+    let code_len = (1..=3.min(digits.len())).find(|&len| {
+        !digits.starts_with('0') && digits[..len].parse().is_ok_and(is_country_code)
+    })?;
+    input.insert(1 + code_len, '-');
+    Some(Form::International)
+}
+
+/// `raw` for an error message, cut to a readable length.
+fn shorten(raw: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    match raw.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &raw[..end]),
+        None => raw.to_owned(),
+    }
+}
+
+thread_local! {
+    /// The cleaned input of [`normalize`], reused across calls on a thread.
+    static INPUT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The crate's metadata, with its regex cache made large enough to hold every pattern used.
+///
+/// `phonenumber` 0.3 compiles metadata regexes on first use into one LRU cache of 100 entries
+/// shared by all regions. A mix of a few countries already needs more than that, and a thrashing
+/// cache recompiles regexes on nearly every number (measured: 9x slower). Parsing and validating
+/// uses about 1,250 distinct regexes for all regions together (about 145 MB once every region
+/// has been seen; a handful of countries need about 100 regexes), so this capacity means a
+/// pattern is compiled once per process.
+fn database() -> &'static phonenumber::metadata::Database {
+    static TUNED: Once = Once::new();
+    let database = &*phonenumber::metadata::DATABASE;
+    TUNED.call_once(|| {
+        let cache = database.cache();
+        // A poisoned lock only means a panic elsewhere; the cache itself is still usable.
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.set_capacity(REGEX_CACHE_CAPACITY);
+    });
+    database
+}
+
+const REGEX_CACHE_CAPACITY: usize = 2_048;
+
+/// Whether `code` is a country calling code libphonenumber knows.
+fn is_country_code(code: u16) -> bool {
+    static CODES: LazyLock<[bool; 1000]> = LazyLock::new(|| {
+        let mut codes = [false; 1000];
+        for (code, known) in (0u16..).zip(codes.iter_mut()) {
+            *known = phonenumber::metadata::DATABASE.region(&code).is_some();
+        }
+        codes
+    });
+    CODES.get(usize::from(code)).copied().unwrap_or(false)
+}
+
+/// The time zones of an E.164 number's longest known prefix; empty when no prefix is known.
+/// Non-digits after the leading `+` end the prefix.
+pub fn zones_for(e164: &str) -> &'static [&'static str] {
+    let digits = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
+    let mut prefixes = [0u32; phone_zones::MAX_PREFIX_DIGITS];
+    let mut len = 0;
+    let mut value = 0u32;
+    for &b in digits.iter().take(phone_zones::MAX_PREFIX_DIGITS) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + u32::from(b - b'0');
+        prefixes[len] = value;
+        len += 1;
+    }
+    prefixes[..len]
+        .iter()
+        .rev()
+        .find_map(|prefix| {
+            phone_zones::PREFIXES
+                .binary_search_by_key(prefix, |&(p, _)| p)
+                .ok()
+        })
+        .map_or(&[], |i| {
+            phone_zones::ZONE_LISTS[usize::from(phone_zones::PREFIXES[i].1)]
+        })
+}
+
+/// [`zones_for`], parsed; every name in the table is a valid `chrono_tz::Tz` (tested).
+pub fn zones_for_tz(e164: &str) -> Vec<chrono_tz::Tz> {
+    zones_for(e164)
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us() -> Region {
+        Region::parse("US").expect("US is a region")
+    }
+
+    fn es() -> Region {
+        Region::parse("ES").expect("ES is a region")
+    }
+
+    #[test]
+    fn region_parse() {
+        assert_eq!(Region::parse("us"), Some(us()));
+        assert_eq!(Region::parse(" ES "), Some(es()));
+        assert_eq!(us().to_string(), "US");
+        assert_eq!(Region::parse("XX"), None);
+        assert_eq!(Region::parse(""), None);
+        assert_eq!(Region::parse("USA"), None);
+    }
+
+    #[test]
+    fn normalizes_us_national_forms() {
+        for raw in [
+            "(415) 555-0132",
+            "415-555-0132",
+            "415.555.0132",
+            "415 555 0132",
+            "4155550132",
+            "1 415 555 0132",
+            "1-415-555-0132",
+            " (415)555-0132 ",
+        ] {
+            assert_eq!(
+                normalize(raw, &us()),
+                Ok("+14155550132".to_owned()),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalizes_international_forms() {
+        let cases = [
+            ("+1 (415) 555-0100", "+14155550100"),
+            ("+1.415.555.0100", "+14155550100"),
+            ("0034 600 123 456", "+34600123456"),
+            ("0034-600-123-456", "+34600123456"),
+            ("+34 600 12 34 56", "+34600123456"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("0044 (0)20 7946 0958", "+442079460958"),
+            ("+39 06 6982 1234", "+390669821234"),
+            ("+86 138 0013 8000", "+8613800138000"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw, &us()), Ok(want.to_owned()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn normalizes_spanish_national_forms_with_region_es() {
+        assert_eq!(normalize("600 123 456", &es()), Ok("+34600123456".into()));
+        assert_eq!(normalize("91-123-45-67", &es()), Ok("+34911234567".into()));
+        // The same digits are not a valid US number.
+        assert!(normalize("600 123 456", &us()).is_err());
+    }
+
+    #[test]
+    fn rejects_invalid_numbers() {
+        assert_eq!(
+            normalize("+1 555", &us()),
+            Err(PhoneError::Invalid("+1 555".into()))
+        );
+        assert_eq!(
+            normalize("555-0100", &us()),
+            Err(PhoneError::InvalidNational {
+                number: "555-0100".into(),
+                region: us()
+            })
+        );
+        for raw in [
+            "+1 (011) 555-0100",
+            "+999 1234 5678",
+            "hello",
+            "+",
+            "00",
+            "0034 123",
+            "+34 600 123 456 789 012",
+            "12345678901234567890123",
+        ] {
+            assert!(normalize(raw, &us()).is_err(), "{raw} accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_empty() {
+        assert_eq!(normalize("", &us()), Err(PhoneError::Empty));
+        assert_eq!(normalize("   \t", &us()), Err(PhoneError::Empty));
+    }
+
+    #[test]
+    fn rejects_extensions() {
+        assert_eq!(
+            normalize("415-555-0132 ext. 12", &us()),
+            Err(PhoneError::Extension("415-555-0132 ext. 12".into()))
+        );
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            PhoneError::Invalid("+1 555".into()).to_string(),
+            "`+1 555` is not a valid phone number: write it in international form like +14155550100"
+        );
+        assert_eq!(
+            PhoneError::InvalidNational {
+                number: "555-0100".into(),
+                region: us()
+            }
+            .to_string(),
+            "`555-0100` is not a valid phone number in region `US` (`dialer.default_region`): \
+             write it in international form like +14155550100"
+        );
+        assert_eq!(
+            PhoneError::Empty.to_string(),
+            "phone number is empty: write it in international form like +14155550100"
+        );
+    }
+
+    #[test]
+    fn zones_of_a_new_york_number() {
+        assert_eq!(zones_for("+12125550100"), ["America/New_York"]);
+        assert_eq!(zones_for_tz("+12125550100"), [chrono_tz::America::New_York]);
+    }
+
+    #[test]
+    fn zones_of_a_prefix_spanning_two_zones() {
+        // Part of Idaho's 208 area code: the north is Pacific time, the south Mountain time.
+        assert_eq!(
+            zones_for("+12083205550"),
+            ["America/Boise", "America/Los_Angeles"]
+        );
+        assert_eq!(zones_for("+12087891234"), ["America/Denver"]);
+        assert_eq!(
+            zones_for("+61851012345"),
+            ["Australia/Adelaide", "Australia/Perth"]
+        );
+        assert_eq!(
+            zones_for("+522001234567"),
+            ["America/Mexico_City", "America/Tijuana"]
+        );
+    }
+
+    #[test]
+    fn zones_of_a_toll_free_number_are_the_country_level_zones() {
+        let zones = zones_for("+18005550100");
+        assert!(zones.len() > 10, "{zones:?}");
+        for zone in [
+            "America/New_York",
+            "America/Los_Angeles",
+            "Pacific/Honolulu",
+        ] {
+            assert!(zones.contains(&zone), "{zone} missing from {zones:?}");
+        }
+    }
+
+    #[test]
+    fn zones_of_spanish_numbers() {
+        // The table maps prefix 346 (mobiles) to Madrid. libphonenumber's own mapper would give
+        // a mobile the country-level zones (Canary and Madrid); this lookup is by prefix only.
+        assert_eq!(zones_for("+34600123456"), ["Europe/Madrid"]);
+        assert_eq!(zones_for("+34928123456"), ["Atlantic/Canary"]);
+        // A Spanish number whose prefix is not in the table gets the country-level zones.
+        assert_eq!(
+            zones_for("+34111111111"),
+            ["Atlantic/Canary", "Europe/Madrid"]
+        );
+    }
+
+    #[test]
+    fn zones_of_unknown_prefixes_are_empty() {
+        assert!(zones_for("+80012345678").is_empty());
+        assert!(zones_for("").is_empty());
+        assert!(zones_for("+").is_empty());
+        assert!(zones_for("garbage").is_empty());
+        assert!(zones_for_tz("+80012345678").is_empty());
+    }
+
+    #[test]
+    fn every_zone_in_the_table_is_a_chrono_tz_zone() {
+        for zones in phone_zones::ZONE_LISTS {
+            assert!(!zones.is_empty());
+            for name in zones {
+                assert!(
+                    name.parse::<chrono_tz::Tz>().is_ok(),
+                    "`{name}` is not a chrono-tz zone: regenerate with tools/gen-phone-zones.py"
+                );
+                assert_ne!(*name, "Etc/Unknown");
+            }
+        }
+    }
+
+    #[test]
+    fn table_is_sorted_and_indices_are_in_range() {
+        let prefixes = &phone_zones::PREFIXES;
+        assert!(prefixes.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            prefixes
+                .iter()
+                .all(|&(p, i)| p > 0 && usize::from(i) < phone_zones::ZONE_LISTS.len())
+        );
+        assert!(
+            prefixes
+                .iter()
+                .all(|&(p, _)| p.to_string().len() <= phone_zones::MAX_PREFIX_DIGITS)
+        );
+    }
+
+    /// `normalize` without the pre-cleaning or the cache tuning: the crate's parser on the raw
+    /// text (a leading `00` turned into `+`). The fast path must agree with it.
+    fn reference_normalize(raw: &str, region: &Region) -> Option<String> {
+        let raw = raw.trim();
+        let input = match raw.strip_prefix("00") {
+            Some(rest) => format!("+{rest}"),
+            None => raw.to_owned(),
+        };
+        let region = (!input.starts_with(PLUS_SIGNS)).then_some(region.0);
+        let number = phonenumber::parse(region, &input).ok()?;
+        (number.extension().is_none() && phonenumber::is_valid(&number))
+            .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_crates_parser() {
+        let region = us();
+        let numbers = sample_numbers(3_000);
+        let mut valid = 0;
+        for raw in &numbers {
+            let fast = normalize(raw, &region).ok();
+            assert_eq!(fast, reference_normalize(raw, &region), "{raw}");
+            valid += usize::from(fast.is_some());
+        }
+        // The sample is mostly valid; a bug that rejects everything must not pass.
+        assert!(valid > numbers.len() / 2, "{valid} valid");
+    }
+
+    /// libphonenumber's example number of every type in every region, written internationally
+    /// and nationally (in its own region).
+    fn metadata_examples() -> Vec<(String, Region)> {
+        let db = &*phonenumber::metadata::DATABASE;
+        let mut examples = Vec::new();
+        for code in 1u16..1000 {
+            for id in db.region(&code).into_iter().flatten() {
+                let Some(meta) = db.by_id(id) else { continue };
+                let Some(region) = Region::parse(id) else {
+                    continue;
+                };
+                let d = meta.descriptors();
+                let descriptors = [
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.voip(),
+                    d.personal_number(),
+                    d.uan(),
+                ];
+                for example in descriptors
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.example())
+                {
+                    examples.push((format!("+{code} {example}"), region));
+                    examples.push((format!("00{code}-{example}"), region));
+                    let national = meta.national_prefix().unwrap_or("");
+                    examples.push((format!("{national}{example}"), region));
+                }
+            }
+        }
+        examples
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_crates_parser_on_every_regions_examples() {
+        let examples = metadata_examples();
+        assert!(examples.len() > 2_000, "{} examples", examples.len());
+        let mut valid = 0;
+        for (raw, region) in &examples {
+            let fast = normalize(raw, region).ok();
+            assert_eq!(fast, reference_normalize(raw, region), "{raw} in {region}");
+            valid += usize::from(fast.is_some());
+        }
+        assert!(
+            valid > examples.len() * 9 / 10,
+            "{valid} of {} valid",
+            examples.len()
+        );
+    }
+
+    #[test]
+    fn other_forms_go_through_the_crates_full_parser() {
+        let cases = [
+            ("tel:+1-415-555-0132", "+14155550132"),
+            ("+1\u{a0}415\u{a0}555\u{a0}0132", "+14155550132"),
+            ("\u{ff0b}1 415 555 0132", "+14155550132"),
+            ("1-800-FLOWERS", "+18003569377"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw, &us()), Ok(want.to_owned()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_the_error() {
+        let raw = "1".repeat(500);
+        let Err(PhoneError::InvalidNational { number, .. }) = normalize(&raw, &us()) else {
+            panic!("500 digits accepted");
+        };
+        assert_eq!(number.chars().count(), 41);
+    }
+
+    /// A deterministic mix of the forms a contacts file holds, about 10% invalid.
+    fn sample_numbers(n: usize) -> Vec<String> {
+        const US_AREAS: [u32; 16] = [
+            212, 415, 312, 617, 713, 305, 206, 303, 404, 602, 808, 907, 208, 416, 604, 787,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            u32::try_from(state % u64::from(bound)).expect("below a u32 bound")
+        };
+        (0..n)
+            .map(|_| {
+                let area = US_AREAS[next(16) as usize];
+                let exchange = 200 + next(800);
+                let line = next(10_000);
+                let mobile = next(1_000_000);
+                match next(20) {
+                    0..=2 => format!("({area}) {exchange}-{line:04}"),
+                    3..=4 => format!("{area}-{exchange}-{line:04}"),
+                    5 => format!("{area}.{exchange}.{line:04}"),
+                    6..=7 => format!("+1 {area} {exchange} {line:04}"),
+                    8 => format!("1{area}{exchange}{line:04}"),
+                    9 => format!("+1{area}{exchange}{line:04}"),
+                    10 => format!("0034 6{:02} {:03} {:03}", next(100), next(1000), next(1000)),
+                    11 => format!("+34 91 {:03} {:02} {:02}", next(1000), next(100), next(100)),
+                    12 => format!("+44 7700 9{mobile:05}"),
+                    13 => format!("+52 55 {:04} {line:04}", 1000 + next(9000)),
+                    14 => format!("+55 11 9{:04}-{line:04}", 6000 + next(4000)),
+                    15 => format!("+49 30 {:07}", 1_000_000 + next(9_000_000)),
+                    16 => format!(
+                        "0033 6 {:02} {:02} {:02} {:02}",
+                        next(100),
+                        next(100),
+                        next(100),
+                        next(100)
+                    ),
+                    17 => format!("555-{line:04}"),
+                    18 => format!("+1 {area} 0{line:04}"),
+                    _ => format!("+999 {mobile}"),
+                }
+            })
+            .collect()
+    }
+
+    /// CPU time of the calling thread in ns (Linux); the machine is shared, so wall time lies.
+    fn thread_cpu_ns() -> u128 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory of the process in kB (Linux).
+    fn rss_kb() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// `cargo test --lib campaign::phone -- --ignored --nocapture` prints normalize's speed, and
+    /// that of the plain crate parser (before and after the regex cache is enlarged). Run it
+    /// alone: other tests in the same process enlarge the cache first.
+    #[test]
+    #[ignore = "prints throughput figures; run on demand"]
+    fn normalize_throughput() {
+        let numbers = sample_numbers(200_000);
+        let n = numbers.len() as u128;
+        let region = us();
+        let time = |f: &dyn Fn(&String) -> bool, chunk: &[String]| {
+            let cpu = thread_cpu_ns();
+            let valid = chunk.iter().filter(|raw| f(raw)).count();
+            (valid, thread_cpu_ns() - cpu)
+        };
+        let reference = |raw: &String| reference_normalize(raw, &region).is_some();
+        let fast = |raw: &String| normalize(raw, &region).is_ok();
+
+        let rss = rss_kb();
+        let few = &numbers[..10_000];
+        time(&reference, &few[..1_000]); // loads the metadata
+        let (_, cpu) = time(&reference, few);
+        println!(
+            "crate parser, 100-regex cache: {} ns/number CPU",
+            cpu / few.len() as u128
+        );
+        database(); // enlarges the cache
+        let mut valid = 0;
+        for round in 1..=2 {
+            let (valid_ref, cpu) = time(&reference, &numbers);
+            println!(
+                "round {round}: crate parser, large cache: {} ns/number CPU",
+                cpu / n
+            );
+            let start = std::time::Instant::now();
+            let cpu;
+            (valid, cpu) = time(&fast, &numbers);
+            let wall = start.elapsed().as_nanos();
+            assert_eq!(valid, valid_ref);
+            println!(
+                "round {round}: normalize, 1 thread: {n} numbers, {valid} valid; \
+                 {} ns/number CPU, {} ns/number wall",
+                cpu / n,
+                wall / n
+            );
+        }
+        let start = std::time::Instant::now();
+        let (a, b) = numbers.split_at(numbers.len() / 2);
+        let ((valid_a, cpu_a), (valid_b, cpu_b)) = std::thread::scope(|s| {
+            let a = s.spawn(|| time(&fast, a));
+            let b = s.spawn(|| time(&fast, b));
+            (a.join().expect("thread a"), b.join().expect("thread b"))
+        });
+        let wall = start.elapsed().as_nanos();
+        assert_eq!(valid, valid_a + valid_b);
+        println!(
+            "normalize, 2 threads: {} ns/number CPU, {} ns/number wall; RSS grew {} kB",
+            (cpu_a + cpu_b) / n,
+            wall / n,
+            rss_kb().saturating_sub(rss)
+        );
+    }
 }
