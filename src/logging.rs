@@ -1,5 +1,7 @@
 //! Log output: `tracing` to stderr, text or JSON, level from `-v`/`-q` (or `RUST_LOG`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -15,7 +17,8 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new(format!("dialer={level},warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),

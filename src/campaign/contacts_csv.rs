@@ -166,7 +166,7 @@ impl<R: Read> ContactReader<R> {
                     .to_owned(),
             ),
             None => {
-                let zones = phone::zones_for(&phone);
+                let zones = phone::contact_zones(&phone);
                 (!zones.is_empty()).then(|| zones.join("|"))
             }
         };

@@ -233,6 +233,24 @@ pub fn zones_for(e164: &str) -> &'static [&'static str] {
         })
 }
 
+/// The zones a contact is called in, from its number: [`zones_for`], except that a match on the
+/// country calling code alone that spans several zones counts as unknown (empty), so the
+/// campaign's zone applies. Such lists (all 42 NANPA zones for `+1` toll-free numbers, from
+/// Pago Pago to Guam) can never hold one calling window together.
+pub fn contact_zones(e164: &str) -> &'static [&'static str] {
+    let zones = zones_for(e164);
+    if zones.len() > 1 {
+        let digits = e164.strip_prefix('+').unwrap_or(e164);
+        let country_wide = (1..=3)
+            .filter_map(|n| digits.get(..n))
+            .any(|cc| std::ptr::eq(zones_for(cc), zones));
+        if country_wide {
+            return &[];
+        }
+    }
+    zones
+}
+
 /// [`zones_for`], parsed; every name in the table is a valid `chrono_tz::Tz` (tested).
 pub fn zones_for_tz(e164: &str) -> Vec<chrono_tz::Tz> {
     zones_for(e164)
@@ -244,6 +262,13 @@ pub fn zones_for_tz(e164: &str) -> Vec<chrono_tz::Tz> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn country_wide_zone_lists_count_as_unknown() {
+        assert!(zones_for("+18005550107").len() > 10);
+        assert!(contact_zones("+18005550107").is_empty());
+        assert_eq!(contact_zones("+12125550101"), &["America/New_York"]);
+    }
 
     fn us() -> Region {
         Region::parse("US").expect("US is a region")

@@ -126,14 +126,24 @@ impl Script {
 impl Gather {
     /// The option an answer selects: digits match exactly; otherwise any of an option's speech
     /// phrases found (case-insensitively) in the speech result.
-    pub fn match_answer(&self, digits: Option<&str>, speech: Option<&str>) -> Option<&GatherOption> {
+    pub fn match_answer(
+        &self,
+        digits: Option<&str>,
+        speech: Option<&str>,
+    ) -> Option<&GatherOption> {
         if let Some(d) = digits.filter(|d| !d.is_empty())
             && let Some(o) = self.options.iter().find(|o| o.digits.as_deref() == Some(d))
         {
             return Some(o);
         }
-        let said = speech.map(str::to_lowercase).filter(|s| !s.trim().is_empty())?;
-        self.options.iter().find(|o| o.speech.iter().any(|p| !p.trim().is_empty() && said.contains(&p.to_lowercase())))
+        let said = speech
+            .map(str::to_lowercase)
+            .filter(|s| !s.trim().is_empty())?;
+        self.options.iter().find(|o| {
+            o.speech
+                .iter()
+                .any(|p| !p.trim().is_empty() && said.contains(&p.to_lowercase()))
+        })
     }
 }
 
@@ -159,13 +169,28 @@ mod tests {
             timeout: 5,
             num_digits: Some(1),
             prompt: None,
-            options: vec![option("1", &["interesado", "sí"]), option("2", &["más tarde"])],
+            options: vec![
+                option("1", &["interesado", "sí"]),
+                option("2", &["más tarde"]),
+            ],
             no_input: None,
             no_match: None,
         };
-        assert_eq!(g.match_answer(Some("2"), None).and_then(|o| o.digits.as_deref()), Some("2"));
-        assert_eq!(g.match_answer(None, Some("Sí, claro")).and_then(|o| o.digits.as_deref()), Some("1"));
-        assert_eq!(g.match_answer(Some(""), Some("llámame MÁS TARDE")).and_then(|o| o.digits.as_deref()), Some("2"));
+        assert_eq!(
+            g.match_answer(Some("2"), None)
+                .and_then(|o| o.digits.as_deref()),
+            Some("2")
+        );
+        assert_eq!(
+            g.match_answer(None, Some("Sí, claro"))
+                .and_then(|o| o.digits.as_deref()),
+            Some("1")
+        );
+        assert_eq!(
+            g.match_answer(Some(""), Some("llámame MÁS TARDE"))
+                .and_then(|o| o.digits.as_deref()),
+            Some("2")
+        );
         assert!(g.match_answer(Some("7"), None).is_none());
         assert!(g.match_answer(None, Some("no sé")).is_none());
         assert!(g.match_answer(None, None).is_none());

@@ -36,7 +36,7 @@ fn open(config: &Config, file: &Path) -> Result<ContactReader<BufReader<File>>> 
     let reader = ContactReader::new(
         &file.display().to_string(),
         BufReader::with_capacity(1 << 16, f),
-        config.dialer.default_region.clone(),
+        config.dialer.default_region,
     )?;
     Ok(reader)
 }

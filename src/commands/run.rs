@@ -1,13 +1,440 @@
-//! `dialer run daemon` / `dialer run batch`.
+//! `dialer run batch` (for cron) and `dialer run daemon`.
 
-use anyhow::Result;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{Context, not_built};
+use anyhow::{Context as _, Result};
+use chrono::SecondsFormat;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, Loaded, load_campaigns, not_built};
 use crate::cli::RunCommand;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::decision::{contact_zones, evaluate};
+use crate::dialing::{Dialer, Placed, carrier, reconcile_open};
+use crate::schedule::PlanReason;
+use crate::server::{self, AppState};
+use crate::store::{ProcessLock, Store};
 
-pub fn run(_ctx: &Context, cmd: RunCommand) -> Result<()> {
+/// A contact placed back in the queue this many times (429/503 after the client's own retries)
+/// is left for the next run.
+const MAX_REQUEUES: u32 = 8;
+
+pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
     match cmd {
         RunCommand::Daemon => not_built("run daemon"),
-        RunCommand::Batch { .. } => not_built("run batch"),
+        RunCommand::Batch {
+            campaign,
+            limit,
+            wait,
+        } => {
+            let wait = humantime::parse_duration(&wait).map_err(|_| {
+                anyhow::anyhow!("`--wait {wait}` is not a duration like `10m` or `90s`")
+            })?;
+            let config = ctx.config()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(batch(ctx, &config, campaign.as_deref(), limit, wait))
+        }
     }
+}
+
+/// Imports (or updates) the `[[campaign]]` entries of dialer.toml.
+pub fn import_declared(ctx: &Context, config: &Config) -> Result<()> {
+    for entry in &config.campaigns {
+        super::campaign::import(
+            ctx,
+            config,
+            &entry.file,
+            entry.contacts.as_deref(),
+            true,
+            true,
+        )?;
+    }
+    Ok(())
+}
+
+/// Binds the callback server. With port 0 (tests), `public_url` becomes the bound address.
+async fn bind_server(config: &Config) -> Result<(tokio::net::TcpListener, url::Url)> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another program using it? change `server.listen` in {})",
+                config.server.listen,
+                config.path.display()
+            )
+        })?;
+    let mut public = config.server.public_url.clone();
+    if config.server.listen.port() == 0 {
+        let addr = listener.local_addr()?;
+        public = url::Url::parse(&format!("http://{addr}"))?;
+    }
+    Ok((listener, public))
+}
+
+async fn batch(
+    ctx: &Context,
+    config: &Config,
+    only: Option<&str>,
+    limit: Option<u32>,
+    wait: Duration,
+) -> Result<()> {
+    let _lock = ProcessLock::acquire(&config.database)?;
+    import_declared(ctx, config)?;
+    let store = Store::open(&config.database)?;
+    let loaded = load_campaigns(config, &store, only)?;
+    let db = Arc::new(Mutex::new(store));
+
+    let carrier = carrier::start(config).await?;
+    let (listener, public_url) = bind_server(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = AppState::new(
+        db.clone(),
+        &public_url,
+        carrier.auth_token.clone(),
+        config.dialer.default_timezone,
+        clock.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
+    tracing::info!(%public_url, "callback server listening");
+
+    let reconciled = reconcile_open(&state, &carrier.client).await;
+    if reconciled > 0 {
+        println!("reconciled {reconciled} attempt(s) left open by an earlier run");
+    }
+
+    let dialer = Dialer::new(
+        state.clone(),
+        carrier.client.clone(),
+        config.twilio.from.clone(),
+        config.dialer.calls_per_second,
+        config.dialer.max_concurrent_calls,
+    );
+    let now = clock.now();
+    let mut queue = VecDeque::new();
+    let mut idle: BTreeMap<String, String> = BTreeMap::new();
+    {
+        let db = state.db();
+        for (i, l) in loaded.iter().enumerate() {
+            let due = due_now(&db, config, l, now, limit.unwrap_or(u32::MAX))?;
+            if due.is_empty() {
+                idle.insert(l.row.name.clone(), explain_idle(&db, config, l, now)?);
+            }
+            queue.extend(due.into_iter().map(|c| (i, c, 0u32)));
+        }
+    }
+    if let Some(n) = limit {
+        queue.truncate(n as usize);
+    }
+    let total = queue.len();
+    let bar = ctx.progress().then(|| {
+        let b = ProgressBar::new(total as u64);
+        if let Ok(s) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}") {
+            b.set_style(s.progress_chars("=> "));
+        }
+        b.set_message("placing calls");
+        b
+    });
+
+    let mut placed_attempts = Vec::new();
+    let mut placed_by_campaign: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut refused, mut rate_limited_final, mut interrupted) = (0u32, 0u32, 0u32);
+    let mut tasks = tokio::task::JoinSet::new();
+    let dialer = Arc::new(dialer);
+    let campaigns: Arc<Vec<Loaded>> = Arc::new(loaded);
+    while let Some((i, contact, tries)) = queue.pop_front() {
+        let l = &campaigns[i];
+        dialer.ready(l.row.id, &l.campaign).await;
+        // still due now that we are ready? (a callback or the clock may have moved it)
+        let fresh = {
+            let db = state.db();
+            match db.contact(contact.id)? {
+                Some(row) => {
+                    let zones = contact_zones(&row, &l.campaign);
+                    let d = evaluate(
+                        &db,
+                        &l.campaign,
+                        l.row.paused,
+                        config.dialer.max_calls_per_number_per_day,
+                        &row,
+                        &zones,
+                        clock.now(),
+                    )?;
+                    d.is_due().then_some(row)
+                }
+                None => None,
+            }
+        };
+        let Some(row) = fresh else { continue };
+        let (d, c) = (dialer.clone(), campaigns.clone());
+        tasks.spawn(async move { (i, row.clone(), tries, d.place(&c[i].campaign, &row).await) });
+        // collect finished placements without blocking the pacing
+        while let Some(done) = tasks.try_join_next() {
+            handle_placed(
+                done?,
+                &campaigns,
+                &mut queue,
+                &mut placed_attempts,
+                &mut placed_by_campaign,
+                &mut refused,
+                &mut rate_limited_final,
+                &mut interrupted,
+            );
+        }
+        if let Some(b) = &bar {
+            b.set_position((placed_attempts.len() + refused as usize) as u64);
+        }
+        if queue.is_empty() {
+            while let Some(done) = tasks.join_next().await {
+                handle_placed(
+                    done?,
+                    &campaigns,
+                    &mut queue,
+                    &mut placed_attempts,
+                    &mut placed_by_campaign,
+                    &mut refused,
+                    &mut rate_limited_final,
+                    &mut interrupted,
+                );
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        handle_placed(
+            done?,
+            &campaigns,
+            &mut queue,
+            &mut placed_attempts,
+            &mut placed_by_campaign,
+            &mut refused,
+            &mut rate_limited_final,
+            &mut interrupted,
+        );
+    }
+
+    // wait for the calls to end
+    if let Some(b) = &bar {
+        b.set_message("waiting for calls to end");
+        b.set_position(0);
+        b.set_length(placed_attempts.len() as u64);
+    }
+    let deadline = Instant::now() + wait;
+    let ids: Arc<HashSet<i64>> = Arc::new(placed_attempts.iter().copied().collect());
+    loop {
+        let open = count_open(&state, &ids).await;
+        if let Some(b) = &bar {
+            b.set_position((ids.len() - open) as u64);
+        }
+        if open == 0 || Instant::now() >= deadline {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), state.call_ended.notified()).await;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    if let Some(sim) = carrier.simulator {
+        let _ = sim.shutdown().await;
+    }
+
+    // summary
+    let store = state.db();
+    let (reasons, still_open) = summarize(&store, &placed_attempts)?;
+    let placed_total: u32 = placed_by_campaign.values().sum();
+    let per: Vec<String> = placed_by_campaign
+        .iter()
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect();
+    println!(
+        "placed {placed_total} call(s){}",
+        if per.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per.join(", "))
+        }
+    );
+    if !reasons.is_empty() {
+        let parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        println!("ended: {}", parts.join(", "));
+    }
+    if still_open > 0 {
+        println!(
+            "{still_open} call(s) still in progress after --wait {}; the next run reconciles them",
+            humantime::format_duration(wait)
+        );
+    }
+    if refused > 0 {
+        println!(
+            "{refused} call(s) refused by the carrier (see `dialer report export csv` for the error codes)"
+        );
+    }
+    if rate_limited_final > 0 {
+        println!(
+            "{rate_limited_final} contact(s) not placed: the carrier kept answering 429/503; they stay due for the next run"
+        );
+    }
+    if interrupted > 0 {
+        println!("{interrupted} create request(s) got no answer and were reconciled");
+    }
+    for (name, why) in idle {
+        println!("{name}: nothing due now — {why}");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_placed(
+    (i, row, tries, placed): (usize, crate::store::ContactRow, u32, Placed),
+    campaigns: &[Loaded],
+    queue: &mut VecDeque<(usize, crate::store::ContactRow, u32)>,
+    placed_attempts: &mut Vec<i64>,
+    by_campaign: &mut BTreeMap<String, u32>,
+    refused: &mut u32,
+    rate_limited: &mut u32,
+    interrupted: &mut u32,
+) {
+    let name = &campaigns[i].row.name;
+    match placed {
+        Placed::Created { attempt } => {
+            placed_attempts.push(attempt);
+            *by_campaign.entry(name.clone()).or_default() += 1;
+        }
+        Placed::RateLimited if tries < MAX_REQUEUES => queue.push_back((i, row, tries + 1)),
+        Placed::RateLimited => *rate_limited += 1,
+        Placed::Refused { attempt, .. } => {
+            placed_attempts.push(attempt);
+            *refused += 1;
+        }
+        Placed::Interrupted { attempt } => {
+            placed_attempts.push(attempt);
+            *interrupted += 1;
+        }
+        Placed::Skipped => {}
+    }
+}
+
+async fn count_open(state: &AppState, ids: &Arc<HashSet<i64>>) -> usize {
+    let s = state.clone();
+    let ids = ids.clone();
+    tokio::task::spawn_blocking(move || {
+        let db = s.db();
+        db.open_attempts()
+            .map(|open| open.iter().filter(|a| ids.contains(&a.id)).count())
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap_or(0)
+}
+
+/// The campaign's contacts due at `now`, from the indexed query, each confirmed by `decide`.
+fn due_now(
+    db: &Store,
+    config: &Config,
+    l: &Loaded,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: u32,
+) -> Result<Vec<crate::store::ContactRow>> {
+    if l.row.paused || l.campaign.is_draft() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for row in db.due_contacts(l.row.id, now, limit.saturating_mul(4).max(limit))? {
+        let zones = contact_zones(&row, &l.campaign);
+        if evaluate(
+            db,
+            &l.campaign,
+            l.row.paused,
+            config.dialer.max_calls_per_number_per_day,
+            &row,
+            &zones,
+            now,
+        )?
+        .is_due()
+        {
+            out.push(row);
+            if out.len() as u32 >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why a campaign dials nothing now: its reasons, counted, and the earliest next instant.
+fn explain_idle(
+    db: &Store,
+    config: &Config,
+    l: &Loaded,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let mut counts: BTreeMap<&'static str, u32> = BTreeMap::new();
+    let mut next: Option<chrono::DateTime<chrono::Utc>> = None;
+    db.for_each_contact(l.row.id, |row| {
+        let zones = contact_zones(&row, &l.campaign);
+        let d = evaluate(
+            db,
+            &l.campaign,
+            l.row.paused,
+            config.dialer.max_calls_per_number_per_day,
+            &row,
+            &zones,
+            now,
+        )?;
+        *counts.entry(d.reason.as_str()).or_default() += 1;
+        if d.reason != PlanReason::Due
+            && let Some(t) = d.next_eligible_at
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    if counts.is_empty() {
+        return Ok("it has no contacts (import some with `dialer contacts import`)".into());
+    }
+    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let when = next
+        .map(|t| {
+            format!(
+                "; next contact eligible at {}",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    Ok(format!(
+        "{}{when} (see `dialer plan --campaign \"{}\"`)",
+        parts.join(", "),
+        l.row.name
+    ))
+}
+
+/// Reason counts of the given attempts, and how many are still open.
+fn summarize(store: &Store, ids: &[i64]) -> Result<(BTreeMap<String, u32>, u32)> {
+    let mut reasons = BTreeMap::new();
+    let mut open = 0;
+    for id in ids {
+        if let Some(a) = store.attempt(*id)? {
+            if a.ended_at.is_none() {
+                open += 1;
+            } else {
+                let r: Option<String> = store.conn().query_row(
+                    "SELECT reason FROM attempts WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?;
+                *reasons
+                    .entry(r.unwrap_or_else(|| "unknown".into()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    Ok((reasons, open))
 }

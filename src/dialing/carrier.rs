@@ -19,29 +19,62 @@ pub struct Carrier {
 pub fn sim_config(config: &Config) -> Result<SimConfig> {
     let sim: SimConfig = toml::Value::Table(config.simulator.clone())
         .try_into()
-        .map_err(|e| anyhow::anyhow!("{}: [simulator]: {}", config.path.display(), e.to_string().trim()))?;
-    sim.validate().map_err(|e| anyhow::anyhow!("{}: [simulator]: {e}", config.path.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: [simulator]: {}",
+                config.path.display(),
+                e.to_string().trim()
+            )
+        })?;
+    sim.validate()
+        .map_err(|e| anyhow::anyhow!("{}: [simulator]: {e}", config.path.display()))?;
     Ok(sim)
 }
 
 pub async fn start(config: &Config) -> Result<Carrier> {
     match config.carrier {
         CarrierKind::Simulator => {
-            let sim = Simulator::start(sim_config(config)?).await.context("cannot start the built-in simulator")?;
-            let client = Client::new(sim.base_url(), sim.account_sid(), sim.auth_token(), ClientOptions::default())?;
+            let sim = Simulator::start(sim_config(config)?)
+                .await
+                .context("cannot start the built-in simulator")?;
+            let client = Client::new(
+                sim.base_url(),
+                sim.account_sid(),
+                sim.auth_token(),
+                ClientOptions::default(),
+            )?;
             tracing::info!(api_base = sim.base_url(), "built-in simulator started");
-            Ok(Carrier { client, auth_token: Secret::new(sim.auth_token()), simulator: Some(sim) })
+            Ok(Carrier {
+                client,
+                auth_token: Secret::new(sim.auth_token()),
+                simulator: Some(sim),
+            })
         }
         CarrierKind::Twilio => {
             let t = &config.twilio;
             if t.account_sid.is_empty() {
-                anyhow::bail!("{}: `twilio.account_sid` is empty: set TWILIO_ACCOUNT_SID or [twilio] account_sid", config.path.display());
+                anyhow::bail!(
+                    "{}: `twilio.account_sid` is empty: set TWILIO_ACCOUNT_SID or [twilio] account_sid",
+                    config.path.display()
+                );
             }
             if t.auth_token.is_empty() {
-                anyhow::bail!("{}: `twilio.auth_token` is empty: set TWILIO_AUTH_TOKEN or [twilio] auth_token", config.path.display());
+                anyhow::bail!(
+                    "{}: `twilio.auth_token` is empty: set TWILIO_AUTH_TOKEN or [twilio] auth_token",
+                    config.path.display()
+                );
             }
-            let client = Client::new(t.api_base.as_str(), &t.account_sid, t.auth_token.expose(), ClientOptions::default())?;
-            Ok(Carrier { client, auth_token: t.auth_token.clone(), simulator: None })
+            let client = Client::new(
+                t.api_base.as_str(),
+                &t.account_sid,
+                t.auth_token.expose(),
+                ClientOptions::default(),
+            )?;
+            Ok(Carrier {
+                client,
+                auth_token: t.auth_token.clone(),
+                simulator: None,
+            })
         }
     }
 }

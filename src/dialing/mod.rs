@@ -27,7 +27,11 @@ pub enum Placed {
     /// The carrier refused for now (429/503 after retries): no attempt counted.
     RateLimited,
     /// The carrier refused the call: the attempt ended `failed` with this code.
-    Refused { attempt: i64, code: Option<u32>, message: String },
+    Refused {
+        attempt: i64,
+        code: Option<u32>,
+        message: String,
+    },
     /// No answer to the create: reconciled against the carrier.
     Interrupted { attempt: i64 },
     /// The contact was no longer claimable (another attempt, closed, DNC).
@@ -37,7 +41,9 @@ pub enum Placed {
 /// A steady rate limiter (`per_second` calls a second, no bursts).
 pub fn limiter(per_second: f64) -> DefaultDirectRateLimiter {
     let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
-    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
     RateLimiter::direct(quota)
 }
 
@@ -52,13 +58,31 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    pub fn new(state: AppState, client: Client, default_from: String, calls_per_second: f64, max_concurrent: u32) -> Self {
-        Self { state, client, default_from, max_concurrent, global: limiter(calls_per_second), per_campaign: Default::default() }
+    pub fn new(
+        state: AppState,
+        client: Client,
+        default_from: String,
+        calls_per_second: f64,
+        max_concurrent: u32,
+    ) -> Self {
+        Self {
+            state,
+            client,
+            default_from,
+            max_concurrent,
+            global: limiter(calls_per_second),
+            per_campaign: Default::default(),
+        }
     }
 
     fn campaign_limiter(&self, id: i64, per_minute: u32) -> Arc<DefaultDirectRateLimiter> {
-        let mut map = self.per_campaign.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(id).or_insert_with(|| Arc::new(limiter(f64::from(per_minute) / 60.0))).clone()
+        let mut map = self
+            .per_campaign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(id)
+            .or_insert_with(|| Arc::new(limiter(f64::from(per_minute) / 60.0)))
+            .clone()
     }
 
     /// Waits until a call may be placed for this campaign: a free slot (global and per campaign,
@@ -70,7 +94,12 @@ impl Dialer {
             let (all, mine) = tokio::task::spawn_blocking(move || {
                 let db = state.db();
                 let all = db.count_open_attempts(None).unwrap_or(u32::MAX);
-                let mine = if cap.is_some() { db.count_open_attempts(Some(campaign_id)).unwrap_or(u32::MAX) } else { 0 };
+                let mine = if cap.is_some() {
+                    db.count_open_attempts(Some(campaign_id))
+                        .unwrap_or(u32::MAX)
+                } else {
+                    0
+                };
                 (all, mine)
             })
             .await
@@ -78,7 +107,9 @@ impl Dialer {
             if all < self.max_concurrent && cap.is_none_or(|c| mine < c) {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(250), self.state.call_ended.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(250), self.state.call_ended.notified())
+                    .await;
         }
         if let Some(cpm) = campaign.calls_per_minute {
             self.campaign_limiter(campaign_id, cpm).until_ready().await;
@@ -109,7 +140,10 @@ impl Dialer {
         };
         let req = CreateCall {
             to: attempt.phone.clone(),
-            from: campaign.from.clone().unwrap_or_else(|| self.default_from.clone()),
+            from: campaign
+                .from
+                .clone()
+                .unwrap_or_else(|| self.default_from.clone()),
             url: self.state.callback_url("/twilio/voice", attempt.id, None),
             status_callback: self.state.callback_url("/twilio/status", attempt.id, None),
             timeout_secs: campaign.ring_timeout,
@@ -120,7 +154,12 @@ impl Dialer {
         self.after_create(campaign, &attempt, result).await
     }
 
-    async fn after_create(&self, campaign: &Campaign, attempt: &AttemptRow, result: Result<crate::twilio::Call, TwilioError>) -> Placed {
+    async fn after_create(
+        &self,
+        campaign: &Campaign,
+        attempt: &AttemptRow,
+        result: Result<crate::twilio::Call, TwilioError>,
+    ) -> Placed {
         let state = self.state.clone();
         let id = attempt.id;
         let rules = campaign.rules.clone();
@@ -164,7 +203,11 @@ impl Dialer {
                     state.db().end_attempt(id, &rules, &end, now)
                 })
                 .await;
-                Placed::Refused { attempt: id, code, message }
+                Placed::Refused {
+                    attempt: id,
+                    code,
+                    message,
+                }
             }
             Err(e) => {
                 Metrics::inc(&self.state.metrics.dial_errors);

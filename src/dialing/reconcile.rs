@@ -35,11 +35,17 @@ pub async fn reconcile_open(state: &AppState, client: &Client) -> usize {
 }
 
 fn parse_rfc2822(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc2822(s).ok()).map(|d| d.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc2822(s).ok())
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// Settles one attempt; `true` if it ended.
-pub async fn reconcile_one(state: &AppState, client: &Client, a: AttemptRow, rules: &CampaignRules) -> bool {
+pub async fn reconcile_one(
+    state: &AppState,
+    client: &Client,
+    a: AttemptRow,
+    rules: &CampaignRules,
+) -> bool {
     let call: Result<Option<Call>, TwilioError> = match &a.call_sid {
         Some(sid) => match client.fetch_call(sid).await {
             Ok(c) => Ok(Some(c)),
@@ -47,10 +53,15 @@ pub async fn reconcile_one(state: &AppState, client: &Client, a: AttemptRow, rul
             Err(e) => Err(e),
         },
         None => {
-            let filter = ListCalls { to: Some(a.phone.clone()), start_time_on_or_after: Some(a.started_at.date_naive()) };
+            let filter = ListCalls {
+                to: Some(a.phone.clone()),
+                start_time_on_or_after: Some(a.started_at.date_naive()),
+            };
             client.list_calls(&filter).await.map(|calls| {
                 let since = a.started_at - ChronoDuration::seconds(5);
-                calls.into_iter().find(|c| parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since))
+                calls
+                    .into_iter()
+                    .find(|c| parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since))
             })
         }
     };
@@ -82,15 +93,26 @@ pub async fn reconcile_one(state: &AppState, client: &Client, a: AttemptRow, rul
                     duration: call.duration.as_deref().and_then(|d| d.parse().ok()),
                     ..Default::default()
                 };
-                let ended = db.end_attempt(id, &rules, &end, now).ok().flatten().is_some();
+                let ended = db
+                    .end_attempt(id, &rules, &end, now)
+                    .ok()
+                    .flatten()
+                    .is_some();
                 if ended {
                     tracing::info!(attempt = id, status, "reconciled from the carrier");
                 }
                 ended
             }
             None => {
-                let end = EndedCall { status: "failed", error_message: Some("dial interrupted"), ..Default::default() };
-                db.end_attempt(id, &rules, &end, now).ok().flatten().is_some()
+                let end = EndedCall {
+                    status: "failed",
+                    error_message: Some("dial interrupted"),
+                    ..Default::default()
+                };
+                db.end_attempt(id, &rules, &end, now)
+                    .ok()
+                    .flatten()
+                    .is_some()
             }
         }
     })

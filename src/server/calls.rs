@@ -26,15 +26,24 @@ fn xml(body: String) -> Response {
     ([("content-type", "text/xml")], body).into_response()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// The attempt named in the query, if the request's CallSid is its call. The first request that
 /// carries a SID binds it when the create response has not yet been stored.
 fn checked_attempt(store: &Store, id: i64, form: &SignedForm) -> Result<AttemptRow, ApiError> {
-    let attempt = store.attempt(id).map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-    let sid = form.get("CallSid").ok_or(ApiError::BadRequest("missing CallSid\n"))?;
+    let attempt = store
+        .attempt(id)
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    let sid = form
+        .get("CallSid")
+        .ok_or(ApiError::BadRequest("missing CallSid\n"))?;
     match attempt.call_sid.as_deref() {
         Some(s) if s == sid => Ok(attempt),
         Some(_) => Err(ApiError::NotFound),
@@ -50,11 +59,19 @@ fn checked_attempt(store: &Store, id: i64, form: &SignedForm) -> Result<AttemptR
 
 /// `{{field}}` values: the contact's CSV fields plus `name`, `id` and `phone`.
 fn fields(attempt: &AttemptRow) -> BTreeMap<String, String> {
-    let mut f: BTreeMap<String, String> = serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&attempt.contact_fields)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
-        .collect();
+    let mut f: BTreeMap<String, String> =
+        serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&attempt.contact_fields)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect();
     f.insert("phone".into(), attempt.phone.clone());
     if let Some(n) = &attempt.contact_name {
         f.insert("name".into(), n.clone());
@@ -72,21 +89,37 @@ struct Urls<'a> {
 
 impl StepUrls for Urls<'_> {
     fn gather_action(&self, step: &str) -> String {
-        self.state.callback_url("/twilio/gather", self.attempt, Some(step))
+        self.state
+            .callback_url("/twilio/gather", self.attempt, Some(step))
     }
     fn step_url(&self, step: &str) -> String {
-        self.state.callback_url("/twilio/voice", self.attempt, Some(step))
+        self.state
+            .callback_url("/twilio/voice", self.attempt, Some(step))
     }
     fn record_action(&self, step: &str) -> String {
-        self.state.callback_url("/twilio/record", self.attempt, Some(step))
+        self.state
+            .callback_url("/twilio/record", self.attempt, Some(step))
     }
 }
 
 /// Renders a step of the script, or hangs up when there is none.
-fn render(state: &AppState, campaign: &Campaign, attempt: &AttemptRow, step: Option<&str>) -> String {
+fn render(
+    state: &AppState,
+    campaign: &Campaign,
+    attempt: &AttemptRow,
+    step: Option<&str>,
+) -> String {
     let fields = fields(attempt);
-    let urls = Urls { state, attempt: attempt.id };
-    let ctx = RenderContext { fields: &fields, voice: campaign.voice.as_deref(), language: campaign.language.as_deref(), urls: &urls };
+    let urls = Urls {
+        state,
+        attempt: attempt.id,
+    };
+    let ctx = RenderContext {
+        fields: &fields,
+        voice: campaign.voice.as_deref(),
+        language: campaign.language.as_deref(),
+        urls: &urls,
+    };
     match (&campaign.content, step) {
         (Content::Script(s), Some(name)) => match s.steps.get(name) {
             Some(step) => twiml::render_step(name, step, &ctx),
@@ -100,16 +133,31 @@ fn render(state: &AppState, campaign: &Campaign, attempt: &AttemptRow, step: Opt
 
 fn voicemail(state: &AppState, campaign: &Campaign, attempt: &AttemptRow) -> String {
     let fields = fields(attempt);
-    let urls = Urls { state, attempt: attempt.id };
-    let ctx = RenderContext { fields: &fields, voice: campaign.voice.as_deref(), language: campaign.language.as_deref(), urls: &urls };
+    let urls = Urls {
+        state,
+        attempt: attempt.id,
+    };
+    let ctx = RenderContext {
+        fields: &fields,
+        voice: campaign.voice.as_deref(),
+        language: campaign.language.as_deref(),
+        urls: &urls,
+    };
     match &campaign.content {
-        Content::Script(Script { voicemail: Some(vm), .. }) => twiml::render_voicemail(vm, &ctx),
+        Content::Script(Script {
+            voicemail: Some(vm),
+            ..
+        }) => twiml::render_voicemail(vm, &ctx),
         Content::Message(m) => twiml::render_message(m, &ctx),
         _ => twiml::hangup(),
     }
 }
 
-pub async fn voice(State(state): State<AppState>, Query(t): Query<Target>, form: SignedForm) -> Result<Response, ApiError> {
+pub async fn voice(
+    State(state): State<AppState>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
     let s = state.clone();
     let body = blocking(move || {
         let now = s.clock.now();
@@ -117,7 +165,9 @@ pub async fn voice(State(state): State<AppState>, Query(t): Query<Target>, form:
         let attempt = checked_attempt(&store, t.attempt, &form)?;
         let campaign = s.campaign(&store, attempt.campaign_id)?;
         if let Some(by) = form.get("AnsweredBy") {
-            store.set_answered_by(attempt.id, by, now).map_err(ApiError::internal)?;
+            store
+                .set_answered_by(attempt.id, by, now)
+                .map_err(ApiError::internal)?;
             if by.starts_with("machine_end") {
                 return Ok(voicemail(&s, &campaign, &attempt));
             }
@@ -136,7 +186,11 @@ pub async fn voice(State(state): State<AppState>, Query(t): Query<Target>, form:
     Ok(xml(body))
 }
 
-pub async fn gather(State(state): State<AppState>, Query(t): Query<Target>, form: SignedForm) -> Result<Response, ApiError> {
+pub async fn gather(
+    State(state): State<AppState>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
     let s = state.clone();
     let body = blocking(move || {
         let now = s.clock.now();
@@ -144,8 +198,14 @@ pub async fn gather(State(state): State<AppState>, Query(t): Query<Target>, form
         let attempt = checked_attempt(&store, t.attempt, &form)?;
         let campaign = s.campaign(&store, attempt.campaign_id)?;
         let step_name = t.step.ok_or(ApiError::BadRequest("missing step\n"))?;
-        let Content::Script(script) = &campaign.content else { return Ok(twiml::hangup()) };
-        let Some(gather) = script.steps.get(&step_name).and_then(|st| st.gather.as_ref()) else {
+        let Content::Script(script) = &campaign.content else {
+            return Ok(twiml::hangup());
+        };
+        let Some(gather) = script
+            .steps
+            .get(&step_name)
+            .and_then(|st| st.gather.as_ref())
+        else {
             return Err(ApiError::NotFound);
         };
         let digits = form.get("Digits").filter(|d| !d.is_empty());
@@ -155,18 +215,38 @@ pub async fn gather(State(state): State<AppState>, Query(t): Query<Target>, form
             return Ok(render(&s, &campaign, &attempt, gather.no_input.as_deref()));
         }
         let option = gather.match_answer(digits, speech);
-        let answer = Answer { step: &step_name, digits, speech, confidence, matched: option.is_some() };
-        store.record_answer(attempt.id, &answer, now).map_err(ApiError::internal)?;
+        let answer = Answer {
+            step: &step_name,
+            digits,
+            speech,
+            confidence,
+            matched: option.is_some(),
+        };
+        store
+            .record_answer(attempt.id, &answer, now)
+            .map_err(ApiError::internal)?;
         let next = match option {
             Some(o) => {
                 store
-                    .apply_option(attempt.id, o.outcome.as_deref(), o.retry_after, o.opt_out, now)
+                    .apply_option(
+                        attempt.id,
+                        o.outcome.as_deref(),
+                        o.retry_after,
+                        o.opt_out,
+                        now,
+                    )
                     .map_err(ApiError::internal)?;
                 o.next.clone()
             }
             None => {
-                let strikes = store.unmatched_answers(attempt.id, &step_name).map_err(ApiError::internal)?;
-                if strikes >= 3 { gather.no_input.clone() } else { Some(gather.no_match.clone().unwrap_or(step_name.clone())) }
+                let strikes = store
+                    .unmatched_answers(attempt.id, &step_name)
+                    .map_err(ApiError::internal)?;
+                if strikes >= 3 {
+                    gather.no_input.clone()
+                } else {
+                    Some(gather.no_match.clone().unwrap_or(step_name.clone()))
+                }
             }
         };
         Ok(render(&s, &campaign, &attempt, next.as_deref()))
@@ -176,14 +256,22 @@ pub async fn gather(State(state): State<AppState>, Query(t): Query<Target>, form
     Ok(xml(body))
 }
 
-pub async fn record(State(state): State<AppState>, Query(t): Query<Target>, form: SignedForm) -> Result<Response, ApiError> {
+pub async fn record(
+    State(state): State<AppState>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
     let s = state.clone();
     blocking(move || checked_attempt(&s.db(), t.attempt, &form).map(drop)).await?;
     Metrics::inc(&state.metrics.callbacks);
     Ok(xml(twiml::hangup()))
 }
 
-pub async fn status(State(state): State<AppState>, Query(t): Query<Target>, form: SignedForm) -> Result<Response, ApiError> {
+pub async fn status(
+    State(state): State<AppState>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
     let s = state.clone();
     let applied = blocking(move || {
         let now = s.clock.now();
@@ -193,13 +281,17 @@ pub async fn status(State(state): State<AppState>, Query(t): Query<Target>, form
         let int = |k: &str| form.get(k).and_then(|v| v.trim().parse::<i64>().ok());
         let ev = StatusEvent {
             call_sid: form.get("CallSid").unwrap_or_default(),
-            status: form.get("CallStatus").ok_or(ApiError::BadRequest("missing CallStatus\n"))?,
+            status: form
+                .get("CallStatus")
+                .ok_or(ApiError::BadRequest("missing CallStatus\n"))?,
             sequence: int("SequenceNumber"),
             duration: int("CallDuration"),
             answered_by: form.get("AnsweredBy"),
             sip_code: None,
         };
-        store.apply_status(attempt.id, &campaign.rules, &form.to_json(), &ev, now).map_err(ApiError::internal)
+        store
+            .apply_status(attempt.id, &campaign.rules, &form.to_json(), &ev, now)
+            .map_err(ApiError::internal)
     })
     .await?;
     Metrics::inc(&state.metrics.callbacks);

@@ -29,16 +29,53 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, String, i64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        counter(&mut out, "dialer_calls_placed_total", "Calls created at the carrier.", &self.calls_placed);
-        counter(&mut out, "dialer_dial_errors_total", "Calls create requests refused or failed.", &self.dial_errors);
-        counter(&mut out, "dialer_rate_limited_total", "Calls create requests answered 429/503 after retries.", &self.rate_limited);
-        counter(&mut out, "dialer_callbacks_total", "Twilio callbacks accepted.", &self.callbacks);
-        counter(&mut out, "dialer_signatures_rejected_total", "Callbacks refused for a missing or wrong signature.", &self.signatures_rejected);
-        let _ = writeln!(out, "# HELP dialer_calls_ended_total Attempts ended, by reason.\n# TYPE dialer_calls_ended_total counter");
+        counter(
+            &mut out,
+            "dialer_calls_placed_total",
+            "Calls created at the carrier.",
+            &self.calls_placed,
+        );
+        counter(
+            &mut out,
+            "dialer_dial_errors_total",
+            "Calls create requests refused or failed.",
+            &self.dial_errors,
+        );
+        counter(
+            &mut out,
+            "dialer_rate_limited_total",
+            "Calls create requests answered 429/503 after retries.",
+            &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "dialer_callbacks_total",
+            "Twilio callbacks accepted.",
+            &self.callbacks,
+        );
+        counter(
+            &mut out,
+            "dialer_signatures_rejected_total",
+            "Callbacks refused for a missing or wrong signature.",
+            &self.signatures_rejected,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dialer_calls_ended_total Attempts ended, by reason.\n# TYPE dialer_calls_ended_total counter"
+        );
         for (r, v) in Reason::ALL.iter().zip(&self.finals) {
-            let _ = writeln!(out, "dialer_calls_ended_total{{reason=\"{}\"}} {}", r.as_str(), v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "dialer_calls_ended_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                v.load(Ordering::Relaxed)
+            );
         }
         let mut last = "";
         for (name, help, labels, value) in gauges {

@@ -46,7 +46,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<Mutex<Store>>, public_url: &Url, auth_token: Secret, default_timezone: Tz, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        public_url: &Url,
+        auth_token: Secret,
+        default_timezone: Tz,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             db: store,
             public_url: public_url.as_str().trim_end_matches('/').into(),
@@ -60,25 +66,41 @@ impl AppState {
     }
 
     pub fn db(&self) -> MutexGuard<'_, Store> {
-        self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A campaign by id, parsed once and cached (the cache is dropped by [`AppState::forget_campaigns`]).
     pub fn campaign(&self, store: &Store, id: i64) -> Result<Arc<Campaign>, ApiError> {
-        let mut cache = self.campaigns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .campaigns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = cache.get(&id) {
             return Ok(c.clone());
         }
-        let row = store.campaign_by_id(id).map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-        let parsed = json::parse(&row.config, Defaults { timezone: self.default_timezone })
-            .map_err(|e| ApiError::Internal(format!("stored campaign `{}`: {e}", row.name)))?;
+        let row = store
+            .campaign_by_id(id)
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::NotFound)?;
+        let parsed = json::parse(
+            &row.config,
+            Defaults {
+                timezone: self.default_timezone,
+            },
+        )
+        .map_err(|e| ApiError::Internal(format!("stored campaign `{}`: {e}", row.name)))?;
         let c = Arc::new(parsed.campaign);
         cache.insert(id, c.clone());
         Ok(c)
     }
 
     pub fn forget_campaigns(&self) {
-        self.campaigns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.campaigns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// `{public_url}{path}?attempt=ID[&step=STEP]`, query-encoded.
@@ -110,7 +132,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "unknown attempt or call\n").into_response(),
+            ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, "unknown attempt or call\n").into_response()
+            }
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m).into_response(),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "invalid signature\n").into_response(),
             ApiError::Internal(m) => {
@@ -134,18 +158,40 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let ok = tokio::task::spawn_blocking(move || state.db().conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).is_ok())
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        state
+            .db()
+            .conn()
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
     if ok {
-        (StatusCode::OK, [("content-type", "application/json")], "{\"status\":\"ok\"}").into_response()
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"status\":\"ok\"}",
+        )
+            .into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/json")], "{\"status\":\"error\"}").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            "{\"status\":\"error\"}",
+        )
+            .into_response()
     }
 }
 
@@ -157,8 +203,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         if let Ok(campaigns) = db.campaigns() {
             for c in campaigns {
                 let open = db.count_open_attempts(Some(c.id)).unwrap_or(0);
-                let label = format!("{{campaign=\"{}\"}}", c.name.replace('\\', "\\\\").replace('"', "\\\""));
-                g.push(("dialer_open_calls", "Attempts not yet in a final state.", label, i64::from(open)));
+                let label = format!(
+                    "{{campaign=\"{}\"}}",
+                    c.name.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+                g.push((
+                    "dialer_open_calls",
+                    "Attempts not yet in a final state.",
+                    label,
+                    i64::from(open),
+                ));
             }
         }
         g

@@ -49,7 +49,8 @@ pub struct Answer<'a> {
     pub matched: bool,
 }
 
-const ATTEMPT_SELECT: &str = "SELECT a.id, a.contact_id, a.campaign_id, a.attempt_no, a.phone, a.call_sid, a.status,
+const ATTEMPT_SELECT: &str =
+    "SELECT a.id, a.contact_id, a.campaign_id, a.attempt_no, a.phone, a.call_sid, a.status,
         a.answered_by, a.started_at, a.ended_at, a.last_sequence, c.name, c.ext_id, c.fields
     FROM attempts a JOIN contacts c ON c.id = a.contact_id";
 
@@ -74,7 +75,10 @@ fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
 
 /// Whether a Twilio CallStatus is final.
 pub fn is_final_status(status: &str) -> bool {
-    matches!(status, "completed" | "busy" | "no-answer" | "failed" | "canceled")
+    matches!(
+        status,
+        "completed" | "busy" | "no-answer" | "failed" | "canceled"
+    )
 }
 
 /// The attempt's reason from its final status and AnsweredBy (SPEC §5.2).
@@ -90,8 +94,15 @@ impl Store {
     /// Claims a contact for a call: inserts the attempt row and counts it, in one transaction,
     /// only if the contact is open, has made `expected_attempts` attempts and has none open.
     /// Committed before the Calls create is sent (SPEC §5.5). `None` if the claim lost.
-    pub fn claim_attempt(&mut self, contact_id: i64, expected_attempts: u32, now: DateTime<Utc>) -> Result<Option<AttemptRow>> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    pub fn claim_attempt(
+        &mut self,
+        contact_id: i64,
+        expected_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AttemptRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let claimed = tx.execute(
             "UPDATE contacts SET attempts = attempts + 1, updated_at = ?3
              WHERE id = ?1 AND state = 'open' AND attempts = ?2
@@ -115,7 +126,9 @@ impl Store {
     /// Undoes a claim whose create was refused with a retryable error (429/503): no call exists,
     /// so no attempt is counted (SPEC §5.3).
     pub fn unclaim_attempt(&mut self, attempt_id: i64) -> Result<bool> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let contact: Option<i64> = tx
             .query_row(
                 "DELETE FROM attempts WHERE id = ?1 AND call_sid IS NULL AND ended_at IS NULL RETURNING contact_id",
@@ -123,20 +136,33 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let Some(contact) = contact else { return Ok(false) };
-        tx.execute("UPDATE contacts SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0", [contact])?;
+        let Some(contact) = contact else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE contacts SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0",
+            [contact],
+        )?;
         tx.commit()?;
         Ok(true)
     }
 
     pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
-        Ok(self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?.query_row([id], attempt_row).optional()?)
+        Ok(self
+            .conn
+            .prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?
+            .query_row([id], attempt_row)
+            .optional()?)
     }
 
     /// Attempts not yet in a final state, oldest first.
     pub fn open_attempts(&self) -> Result<Vec<AttemptRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.ended_at IS NULL ORDER BY a.id"))?;
-        let rows = stmt.query_map([], attempt_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{ATTEMPT_SELECT} WHERE a.ended_at IS NULL ORDER BY a.id"
+        ))?;
+        let rows = stmt
+            .query_map([], attempt_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -159,7 +185,12 @@ impl Store {
     }
 
     /// Records AnsweredBy (from the voice webhook).
-    pub fn set_answered_by(&self, attempt_id: i64, answered_by: &str, now: DateTime<Utc>) -> Result<()> {
+    pub fn set_answered_by(
+        &self,
+        attempt_id: i64,
+        answered_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE attempts SET answered_by = ?2, answered_at = coalesce(answered_at, ?3) WHERE id = ?1 AND ended_at IS NULL",
@@ -179,7 +210,9 @@ impl Store {
         ev: &StatusEvent<'_>,
         now: DateTime<Utc>,
     ) -> Result<StatusApplied> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached(
             "INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -188,7 +221,11 @@ impl Store {
         let seq = ev.sequence.unwrap_or(i64::MAX - 1);
         let applied = if is_final_status(ev.status) {
             let answered_by: Option<String> = tx
-                .query_row("SELECT coalesce(?2, answered_by) FROM attempts WHERE id = ?1", params![attempt_id, ev.answered_by], |r| r.get(0))
+                .query_row(
+                    "SELECT coalesce(?2, answered_by) FROM attempts WHERE id = ?1",
+                    params![attempt_id, ev.answered_by],
+                    |r| r.get(0),
+                )
                 .optional()?
                 .flatten();
             let reason = reason_of(ev.status, answered_by.as_deref()).unwrap_or(Reason::Failed);
@@ -214,7 +251,11 @@ impl Store {
                      WHERE id = ?1 AND ended_at IS NULL AND last_sequence < ?3",
                 )?
                 .execute(params![attempt_id, ev.status, seq, secs(now)])?;
-            if n == 1 { StatusApplied::Progress } else { StatusApplied::Ignored }
+            if n == 1 {
+                StatusApplied::Progress
+            } else {
+                StatusApplied::Ignored
+            }
         };
         tx.commit()?;
         Ok(applied)
@@ -229,7 +270,9 @@ impl Store {
         end: &EndedCall<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Reason>> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let reason = reason_of(end.status, end.answered_by).unwrap_or(Reason::Failed);
         let n = tx.execute(
             "UPDATE attempts SET status = ?2, reason = ?3, answered_by = coalesce(?4, answered_by), duration_seconds = ?5,
@@ -263,7 +306,9 @@ impl Store {
     pub fn unmatched_answers(&self, attempt_id: i64, step: &str) -> Result<u32> {
         Ok(self
             .conn
-            .prepare_cached("SELECT count(*) FROM answers WHERE attempt_id = ?1 AND step = ?2 AND matched = 0")?
+            .prepare_cached(
+                "SELECT count(*) FROM answers WHERE attempt_id = ?1 AND step = ?2 AND matched = 0",
+            )?
             .query_row(params![attempt_id, step], |r| r.get(0))?)
     }
 
@@ -276,7 +321,9 @@ impl Store {
         opt_out: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE attempts SET outcome = coalesce(?2, outcome), retry_after = coalesce(?3, retry_after),
                     opted_out = max(opted_out, ?4)
@@ -308,7 +355,8 @@ impl Store {
     }
 
     pub fn require_attempt(&self, id: i64) -> Result<AttemptRow> {
-        self.attempt(id)?.ok_or_else(|| StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
+        self.attempt(id)?
+            .ok_or_else(|| StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
     }
 }
 
@@ -334,12 +382,34 @@ pub struct EndedCall<'a> {
 }
 
 /// Applies `after_attempt` to the attempt's contact (inside the caller's transaction).
-fn finish_contact(tx: &rusqlite::Transaction<'_>, attempt_id: i64, rules: &CampaignRules, reason: Reason, now: DateTime<Utc>) -> Result<()> {
-    let (contact_id, attempts, retry_after, outcome, opted_out, state): (i64, u32, Option<i64>, Option<String>, bool, String) = tx.query_row(
+fn finish_contact(
+    tx: &rusqlite::Transaction<'_>,
+    attempt_id: i64,
+    rules: &CampaignRules,
+    reason: Reason,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (contact_id, attempts, retry_after, outcome, opted_out, state): (
+        i64,
+        u32,
+        Option<i64>,
+        Option<String>,
+        bool,
+        String,
+    ) = tx.query_row(
         "SELECT c.id, c.attempts, a.retry_after, a.outcome, a.opted_out, c.state
          FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = ?1",
         [attempt_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        },
     )?;
     if opted_out || state != "open" {
         tx.execute(
@@ -348,9 +418,16 @@ fn finish_contact(tx: &rusqlite::Transaction<'_>, attempt_id: i64, rules: &Campa
         )?;
         return Ok(());
     }
-    let end = AttemptEnd { reason, retry_after: retry_after.map(|s| std::time::Duration::from_secs(s.max(0) as u64)) };
+    let end = AttemptEnd {
+        reason,
+        retry_after: retry_after.map(|s| std::time::Duration::from_secs(s.max(0) as u64)),
+    };
     let (state, next, outcome) = match schedule::after_attempt(rules, attempts, end, now) {
-        Next::Complete => ("completed", 0, Some(outcome.unwrap_or_else(|| "answered".into()))),
+        Next::Complete => (
+            "completed",
+            0,
+            Some(outcome.unwrap_or_else(|| "answered".into())),
+        ),
         Next::Retry(at) => ("open", secs(at), outcome),
         Next::Exhausted => ("exhausted", 0, outcome),
     };

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-pub use attempts::{Answer, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status, reason_of};
+pub use attempts::{
+    Answer, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status, reason_of,
+};
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
 pub use lock::{LockError, ProcessLock};

@@ -267,15 +267,18 @@ impl Client {
 
     /// `GET /Calls.json` with the filters, following `next_page_uri` to the last page.
     pub async fn list_calls(&self, filter: &ListCalls) -> Result<Vec<Call>, Error> {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(to) = &filter.to {
-            query.append_pair("To", to);
-        }
-        if let Some(day) = filter.start_time_on_or_after {
-            query.append_pair("StartTime>=", &day.format("%Y-%m-%d").to_string());
-        }
-        query.append_pair("PageSize", &LIST_PAGE_SIZE.to_string());
-        let mut url = format!("{}?{}", self.calls_url(), query.finish());
+        let query = {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(to) = &filter.to {
+                query.append_pair("To", to);
+            }
+            if let Some(day) = filter.start_time_on_or_after {
+                query.append_pair("StartTime>=", &day.format("%Y-%m-%d").to_string());
+            }
+            query.append_pair("PageSize", &LIST_PAGE_SIZE.to_string());
+            query.finish()
+        };
+        let mut url = format!("{}?{query}", self.calls_url());
         let mut calls = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         loop {
