@@ -7,3 +7,6 @@ pub mod twiml;
 
 pub use client::{Call, CallPage, Client, ClientOptions, CreateCall, ListCalls, RetryPolicy};
 pub use error::Error;
+
+#[cfg(test)]
+mod snapshots;
