@@ -67,6 +67,12 @@ fn bad_campaigns() -> Vec<(&'static str, String, &'static str)> {
             "line 2",
         ),
         (
+            // serde names no field for a type error; the line (the field's own) stands in
+            "wrong type",
+            campaign("bad", r#""max_retries": "two""#),
+            "line 4",
+        ),
+        (
             "unknown field",
             campaign("bad", r#""colour": "red""#),
             "`colour`",
