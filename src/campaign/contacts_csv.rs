@@ -23,7 +23,7 @@ pub enum CsvError {
         "{file}:1: no phone column: add a `phone` header (or one of phone_number, number, to, telefono, mobile)"
     )]
     NoPhoneColumn { file: String },
-    #[error("{file}: the file is empty: it needs a header row with a `phone` column")]
+    #[error("{file}:1: the file is empty: it needs a header row with a `phone` column")]
     Empty { file: String },
     #[error("{file}:{line}: {message}")]
     Read {
@@ -58,6 +58,10 @@ pub struct ContactReader<R: Read> {
     reader: csv::Reader<R>,
     columns: Columns,
     record: csv::StringRecord,
+    /// The raw bytes of the row being read; swapped with `record` so neither reallocates.
+    bytes: csv::ByteRecord,
+    /// Line of the last row read.
+    line: u64,
     region: Region,
 }
 
@@ -107,13 +111,15 @@ impl<R: Read> ContactReader<R> {
                 count: headers.len(),
             },
             record: csv::StringRecord::new(),
+            bytes: csv::ByteRecord::new(),
+            line: 0,
             region,
         })
     }
 
     /// Line of the last row read.
     pub fn line(&self) -> u64 {
-        self.record.position().map_or(0, |p| p.line())
+        self.line
     }
 
     /// Bytes read so far (for a progress bar).
@@ -125,22 +131,34 @@ impl<R: Read> ContactReader<R> {
     /// to go on), a hard `CsvError` for an unreadable file.
     pub fn next_row(&mut self) -> Result<Option<Result<NewContact, Rejection>>, CsvError> {
         loop {
+            self.bytes = std::mem::take(&mut self.record).into_byte_record();
             let more = self
                 .reader
-                .read_record(&mut self.record)
+                .read_byte_record(&mut self.bytes)
                 .map_err(|e| read_error(&self.file, &e))?;
             if !more {
                 return Ok(None);
+            }
+            self.line = self.bytes.position().map_or(0, |p| p.line());
+            // a row that is not UTF-8 is a bad row, not a bad file
+            match csv::StringRecord::from_byte_record(std::mem::take(&mut self.bytes)) {
+                Ok(record) => self.record = record,
+                Err(e) => {
+                    self.bytes = e.into_byte_record();
+                    return Ok(Some(Err(Rejection {
+                        line: self.line,
+                        reason: "not valid UTF-8: save the file as UTF-8".to_owned(),
+                    })));
+                }
             }
             // a blank line is not a row
             if self.record.len() == 1 && self.record[0].trim().is_empty() {
                 continue;
             }
-            let line = self.record.position().map_or(0, |p| p.line());
-            return Ok(Some(
-                self.parse_record()
-                    .map_err(|reason| Rejection { line, reason }),
-            ));
+            return Ok(Some(self.parse_record().map_err(|reason| Rejection {
+                line: self.line,
+                reason,
+            })));
         }
     }
 
@@ -246,6 +264,25 @@ mod tests {
             "{reasons:?}"
         );
         assert_eq!(reasons[3], Ok(Some("America/Chicago".to_owned())));
+    }
+
+    #[test]
+    fn a_row_that_is_not_utf8_is_rejected_and_reading_goes_on() {
+        let input: &[u8] = b"phone,name\n+12125550101,Ann\xff\n+12125550102,Bo\n";
+        let mut r =
+            ContactReader::new("c.csv", input, Region::parse("US").expect("US")).expect("header");
+        let bad = r.next_row().expect("readable").expect("a row");
+        assert_eq!(
+            bad.err().map(|e| (e.line, e.reason.contains("UTF-8"))),
+            Some((2, true))
+        );
+        let good = r
+            .next_row()
+            .expect("readable")
+            .expect("a row")
+            .expect("valid");
+        assert_eq!((good.phone.as_str(), r.line()), ("+12125550102", 3));
+        assert!(r.next_row().expect("readable").is_none());
     }
 
     #[test]

@@ -1,1 +1,17 @@
+//! The integration tests: the real `dialer` binary run in temporary folders (see `harness`), and
+//! end to end against the simulator over loopback (`calls`).
+
+mod harness;
+
 mod calls;
+mod campaign;
+mod cli;
+mod contacts;
+mod dnc;
+mod generator;
+mod plan;
+
+/// The contacts generator, compiled in so its numbers can be checked.
+#[path = "../../examples/gen_contacts.rs"]
+#[allow(dead_code)]
+mod gen_contacts;

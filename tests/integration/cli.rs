@@ -1,0 +1,175 @@
+//! The command line itself: help, usage errors (exit 2), `init`, and config file errors.
+
+use crate::harness::{Test, assert_one_error};
+
+#[test]
+fn help_of_every_subcommand_exits_0() {
+    let t = Test::new();
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["campaign"],
+        &["campaign", "import"],
+        &["campaign", "list"],
+        &["campaign", "show"],
+        &["campaign", "pause"],
+        &["campaign", "resume"],
+        &["contacts"],
+        &["contacts", "import"],
+        &["dnc"],
+        &["dnc", "add"],
+        &["dnc", "import"],
+        &["dnc", "list"],
+        &["dnc", "remove"],
+        &["plan"],
+        &["run"],
+        &["run", "daemon"],
+        &["run", "batch"],
+        &["report"],
+        &["report", "summary"],
+        &["report", "export"],
+        &["report", "export", "csv"],
+        &["simulator"],
+    ];
+    for c in commands {
+        let mut args: Vec<&str> = c.to_vec();
+        args.push("--help");
+        let out = t.cmd(args).stderr("").run();
+        assert!(
+            out.stdout.contains("Usage: dialer"),
+            "{c:?}: {}",
+            out.stdout
+        );
+    }
+    t.cmd(["--version"]).stdout_contains("dialer ").run();
+    assert_eq!(t.dump(), "<no database>", "help touched the database");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let t = Test::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["plan", "--bogus"], "--bogus"),
+        (&["--bogus", "campaign", "list"], "--bogus"),
+        (&["frobnicate"], "frobnicate"),
+        (&["dnc", "add"], "NUMBER"),
+        (&["contacts", "import", "c.csv"], "--campaign"),
+        (&["plan", "--format", "xml"], "xml"),
+        (&["campaign"], "Usage"),
+    ];
+    for (args, names) in cases {
+        let out = t.cmd(args.iter().copied()).status(2).run();
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(out.stderr.contains(names), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(t.dump(), "<no database>");
+}
+
+#[test]
+fn init_writes_files_and_refuses_a_second_time() {
+    let t = Test::without_config();
+    t.cmd(["init", "site"])
+        .no_config_flag()
+        .stdout_contains("dialer.toml")
+        .run();
+    let files = [
+        ("site/dialer.toml", include_str!("../../dialer.toml")),
+        (
+            "site/campaigns/appointment-reminder.json",
+            include_str!("../../campaigns/appointment-reminder.json"),
+        ),
+        (
+            "site/examples/contacts.csv",
+            include_str!("../../examples/contacts.csv"),
+        ),
+    ];
+    for (path, text) in files {
+        assert_eq!(t.read(path), text, "{path}");
+    }
+    t.write("site/dialer.toml", "# mine\n");
+    let out = t.cmd(["init", "site"]).no_config_flag().status(1).run();
+    assert_one_error(&out, &["dialer.toml", "already exists"]);
+    assert_eq!(t.read("site/dialer.toml"), "# mine\n");
+
+    // Only one file present: nothing else is written either.
+    std::fs::remove_dir_all(t.join("site/campaigns")).expect("remove");
+    std::fs::remove_dir_all(t.join("site/examples")).expect("remove");
+    t.cmd(["init", "site"]).no_config_flag().status(1).run();
+    assert!(!t.join("site/campaigns").exists());
+    assert!(!t.join("site/examples").exists());
+}
+
+#[test]
+fn init_output_is_usable() {
+    let t = Test::without_config();
+    t.cmd(["init", "site"]).no_config_flag().run();
+    let config = t.join("site/dialer.toml").display().to_string();
+    // The shipped config names `[[campaign]]` files relative to itself; commands run elsewhere.
+    let out = t
+        .cmd([
+            "--config",
+            config.as_str(),
+            "campaign",
+            "import",
+            "site/campaigns/appointment-reminder.json",
+            "--contacts",
+            "site/examples/contacts.csv",
+        ])
+        .no_config_flag()
+        .run();
+    assert!(
+        out.stdout.contains("Appointment reminder"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        t.join("site/dialer.db").exists(),
+        "the database goes next to the config file"
+    );
+    t.cmd(["--config", config.as_str(), "plan", "--format", "json"])
+        .no_config_flag()
+        .stdout_contains("Appointment reminder")
+        .run();
+}
+
+#[test]
+fn missing_config_names_the_file_and_dialer_init() {
+    let t = Test::without_config();
+    let out = t
+        .cmd(["--config", "nowhere/dialer.toml", "campaign", "list"])
+        .no_config_flag()
+        .status(1)
+        .run();
+    assert_one_error(&out, &["nowhere/dialer.toml", "dialer init"]);
+    // default: ./dialer.toml
+    let out = t.cmd(["campaign", "list"]).no_config_flag().status(1).run();
+    assert_one_error(&out, &["dialer.toml", "dialer init"]);
+    // $DIALER_CONFIG
+    let out = t
+        .cmd(["dnc", "list"])
+        .no_config_flag()
+        .env("DIALER_CONFIG", "from-env.toml")
+        .status(1)
+        .run();
+    assert_one_error(&out, &["from-env.toml", "dialer init"]);
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let t = Test::with_config(&format!("{}\n[dialer]\n", crate::harness::default_config()));
+    let out = t.cmd(["campaign", "list"]).status(1).run();
+    assert_one_error(&out, &["dialer.toml"]);
+
+    let t = Test::with_config(
+        &crate::harness::default_config().replace("[carrier]", "[carrier]\ncolour = \"red\""),
+    );
+    let out = t.cmd(["campaign", "list"]).status(1).run();
+    assert_one_error(&out, &["dialer.toml", "colour"]);
+
+    let t = Test::with_config(&crate::harness::default_config().replace(
+        "default_timezone = \"America/New_York\"",
+        "default_timezone = \"Moon/Tranquility\"",
+    ));
+    let out = t.cmd(["campaign", "list"]).status(1).run();
+    assert_one_error(&out, &["dialer.toml", "default_timezone"]);
+}
