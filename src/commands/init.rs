@@ -1,10 +1,10 @@
-//! `dialer init [DIR]`: writes the commented defaults, a sample campaign and sample contacts.
+//! `dialer init [DIR]`: writes the commented defaults, the sample campaigns and their contacts.
 
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-const FILES: [(&str, &str); 3] = [
+const FILES: [(&str, &str); 5] = [
     ("dialer.toml", crate::config::DEFAULT_TOML),
     (
         "campaigns/appointment-reminder.json",
@@ -13,6 +13,14 @@ const FILES: [(&str, &str); 3] = [
     (
         "examples/contacts.csv",
         include_str!("../../examples/contacts.csv"),
+    ),
+    (
+        "campaigns/satisfaction-survey.json",
+        include_str!("../../campaigns/satisfaction-survey.json"),
+    ),
+    (
+        "examples/survey-contacts.csv",
+        include_str!("../../examples/survey-contacts.csv"),
     ),
 ];
 

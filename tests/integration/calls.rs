@@ -870,6 +870,8 @@ fn shipped_defaults_run_batch() {
     for f in [
         "campaigns/appointment-reminder.json",
         "examples/contacts.csv",
+        "campaigns/satisfaction-survey.json",
+        "examples/survey-contacts.csv",
     ] {
         std::fs::copy(repo.join(f), dir.file(f)).expect("copy shipped file");
     }
@@ -890,12 +892,17 @@ fn shipped_defaults_run_batch() {
         0,
         "all ended: {out}"
     );
-    let rows = std::fs::read_to_string(repo.join("examples/contacts.csv"))
-        .expect("sample contacts")
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .count();
+    let rows: usize = ["examples/contacts.csv", "examples/survey-contacts.csv"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(repo.join(f))
+                .expect("sample contacts")
+                .lines()
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .count()
+        })
+        .sum();
     assert_eq!(
         count(&conn, "SELECT count(*) FROM contacts"),
         rows as i64,

@@ -82,6 +82,14 @@ fn init_writes_files_and_refuses_a_second_time() {
             "site/examples/contacts.csv",
             include_str!("../../examples/contacts.csv"),
         ),
+        (
+            "site/campaigns/satisfaction-survey.json",
+            include_str!("../../campaigns/satisfaction-survey.json"),
+        ),
+        (
+            "site/examples/survey-contacts.csv",
+            include_str!("../../examples/survey-contacts.csv"),
+        ),
     ];
     for (path, text) in files {
         assert_eq!(t.read(path), text, "{path}");

@@ -55,7 +55,12 @@ fn bad_rows() -> Vec<(&'static str, Vec<u8>, u64, &'static str)> {
             3,
             "not a valid phone number",
         ),
-        ("empty number", file(b",Nobody,\n"), 3, "no phone number"),
+        (
+            "empty number",
+            file(b",Nobody,\n"),
+            3,
+            "phone number is empty",
+        ),
         (
             "unknown timezone",
             file(b"+12125550102,Bad,Mars/Olympus\n"),
