@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod decision;
 pub mod logging;
+pub mod report;
 pub mod schedule;
 pub mod simulator;
 pub mod store;

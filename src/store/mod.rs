@@ -5,6 +5,7 @@ mod campaigns;
 mod contacts;
 mod dnc;
 mod lock;
+mod reports;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,9 @@ use rusqlite_migration::{M, Migrations};
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
 pub use lock::{LockError, ProcessLock};
+pub use reports::{
+    ATTEMPT_EXPORT_SQL, AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts,
+};
 
 const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_initial.sql"))];
 
