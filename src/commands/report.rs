@@ -84,9 +84,25 @@ fn emit(
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            export(&mut lock)
+            match export(&mut lock) {
+                // the reader went away (`| head`): not an error of the export
+                Err(e) if is_broken_pipe(&e) => Ok(0),
+                other => other,
+            }
         }
     }
+}
+
+fn is_broken_pipe(e: &ReportError) -> bool {
+    let io = match e {
+        ReportError::Io(io) => Some(io),
+        ReportError::Csv(c) => match c.kind() {
+            csv::ErrorKind::Io(io) => Some(io),
+            _ => None,
+        },
+        _ => None,
+    };
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// A progress bar, only when writing to a file and stderr is a terminal. With `count` the bar

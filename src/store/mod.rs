@@ -16,7 +16,7 @@ pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
 pub use lock::{LockError, ProcessLock};
 pub use reports::{
-    ATTEMPT_EXPORT_SQL, AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts,
+    AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
 
 const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_initial.sql"))];

@@ -19,11 +19,30 @@ pub struct AttemptFilter {
 }
 
 impl AttemptFilter {
-    fn bounds(&self) -> (i64, i64) {
-        (
-            self.since.map_or(i64::MIN, secs),
-            self.until.map_or(i64::MAX, secs),
-        )
+    /// `select` with only the conditions this filter needs (an unbounded export scans the table
+    /// instead of walking the `attempts_started` index), and the values to bind in order.
+    fn sql(&self, select: &str, order: &str) -> (String, Vec<i64>) {
+        let mut conds = Vec::new();
+        let mut values = Vec::new();
+        let mut cond = |sql: &str, v: i64| {
+            values.push(v);
+            conds.push(format!("{sql} ?{}", values.len()));
+        };
+        if let Some(id) = self.campaign_id {
+            cond("a.campaign_id =", id);
+        }
+        if let Some(t) = self.since {
+            cond("a.started_at >=", secs(t));
+        }
+        if let Some(t) = self.until {
+            cond("a.started_at <", secs(t));
+        }
+        let filter = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        (format!("{select}{filter} {order}"), values)
     }
 }
 
@@ -102,18 +121,15 @@ pub struct SummaryCounts {
 pub const REACHED: &str =
     "(a.reason = 'completed' AND (a.answered_by IS NULL OR a.answered_by = 'human'))";
 
-const ATTEMPT_EXPORT: &str =
+const ATTEMPT_SELECT: &str =
     "SELECT cp.name, coalesce(c.ext_id, c.phone), c.name, a.phone, a.attempt_no,
         a.call_sid, a.status, a.reason, a.answered_by, a.outcome, a.digits, a.speech,
         a.duration_seconds, a.started_at, a.answered_at, a.ended_at, a.error_code, a.error_message
     FROM attempts a
     JOIN contacts c ON c.id = a.contact_id
-    JOIN campaigns cp ON cp.id = a.campaign_id
-    WHERE (?1 IS NULL OR a.campaign_id = ?1) AND a.started_at >= ?2 AND a.started_at < ?3
-    ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
+    JOIN campaigns cp ON cp.id = a.campaign_id";
 
-const ATTEMPT_COUNT: &str = "SELECT count(*) FROM attempts a
-    WHERE (?1 IS NULL OR a.campaign_id = ?1) AND a.started_at >= ?2 AND a.started_at < ?3";
+const ATTEMPT_ORDER: &str = "ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
 
 const CONTACT_EXPORT: &str = "SELECT c.id, coalesce(c.ext_id, c.phone), c.name, c.phone, c.zones,
         c.state, c.attempts, c.last_reason, c.outcome, c.next_attempt_at
@@ -127,9 +143,12 @@ const CONTACT_ANSWERS: &str = "SELECT a.contact_id, an.step, an.digits, an.speec
     WHERE a.campaign_id = ?1
     ORDER BY a.contact_id, an.received_at, an.id";
 
-/// The SQL text of the attempt export, for comparing against `sqlite3 -csv` (unbound: `?1` is
-/// the campaign id or NULL, `?2`/`?3` the start bounds in unix seconds).
-pub const ATTEMPT_EXPORT_SQL: &str = ATTEMPT_EXPORT;
+/// The SQL of the export of every attempt (no parameters), for comparing against `sqlite3 -csv`.
+pub fn attempt_export_sql() -> String {
+    AttemptFilter::default()
+        .sql(ATTEMPT_SELECT, ATTEMPT_ORDER)
+        .0
+}
 
 fn text(v: ValueRef<'_>) -> rusqlite::Result<Option<&str>> {
     match v {
@@ -187,10 +206,10 @@ impl Store {
         mut f: impl FnMut(&AttemptRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let sql = |e: rusqlite::Error| E::from(StoreError::Sql(e));
-        let (since, until) = filter.bounds();
-        let mut stmt = self.conn.prepare_cached(ATTEMPT_EXPORT).map_err(sql)?;
+        let (text, values) = filter.sql(ATTEMPT_SELECT, ATTEMPT_ORDER);
+        let mut stmt = self.conn.prepare_cached(&text).map_err(sql)?;
         let mut rows = stmt
-            .query(rusqlite::params![filter.campaign_id, since, until])
+            .query(rusqlite::params_from_iter(values))
             .map_err(sql)?;
         while let Some(r) = rows.next().map_err(sql)? {
             f(&attempt_record(r).map_err(sql)?)?;
@@ -200,13 +219,11 @@ impl Store {
 
     /// How many attempts `filter` selects (for a progress bar).
     pub fn count_attempt_records(&self, filter: &AttemptFilter) -> Result<u64> {
-        let (since, until) = filter.bounds();
+        let (text, values) = filter.sql("SELECT count(*) FROM attempts a", "");
         let n: i64 = self
             .conn
-            .prepare_cached(ATTEMPT_COUNT)?
-            .query_row(rusqlite::params![filter.campaign_id, since, until], |r| {
-                r.get(0)
-            })?;
+            .prepare_cached(&text)?
+            .query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
@@ -220,12 +237,8 @@ impl Store {
         mut f: impl FnMut(&ContactRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let sql = |e: rusqlite::Error| E::from(StoreError::Sql(e));
-        let filter = AttemptFilter {
-            campaign_id: Some(campaign_id),
-            since,
-            until,
-        };
-        let (lo, hi) = filter.bounds();
+        let lo = since.map_or(i64::MIN, secs);
+        let hi = until.map_or(i64::MAX, secs);
         let everyone = since.is_none() && until.is_none();
         let mut contacts_stmt = self.conn.prepare_cached(CONTACT_EXPORT).map_err(sql)?;
         let mut answers_stmt = self.conn.prepare_cached(CONTACT_ANSWERS).map_err(sql)?;
