@@ -9,6 +9,7 @@ pub mod config;
 pub mod decision;
 pub mod dialing;
 pub mod logging;
+pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod simulator;

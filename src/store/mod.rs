@@ -6,6 +6,7 @@ mod campaigns;
 mod contacts;
 mod dnc;
 mod lock;
+mod reports;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ pub use attempts::{
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
 pub use lock::{LockError, ProcessLock};
+pub use reports::{
+    AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
+};
 
 const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_initial.sql"))];
 
