@@ -909,3 +909,115 @@ fn shipped_defaults_run_batch() {
         "every sample contact imported: {out}"
     );
 }
+
+#[test]
+fn reports_show_attempts_and_survey_answers_after_a_batch() {
+    let dir = TestDir::new();
+    let sim = format!(
+        "[simulator]\nseed = 5\ntime_scale = 0.01\n{}",
+        rules(&[
+            ("+12125550141", "human", &["1", "4"]),
+            ("+12125550142", "busy", &[]),
+            ("+12125550143", "human", &["1", "2"]),
+        ])
+    );
+    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim));
+    let script = r#""max_retries": 1, "retry_delays": {"busy": "1h"}, "script": {
+        "start": "intro",
+        "steps": {
+          "intro": {
+            "say": "Hi {{name}}.",
+            "gather": {
+              "num_digits": 1, "prompt": "Press 1 to start.",
+              "options": [{ "digits": "1", "outcome": "started", "next": "rating" }],
+              "no_input": "bye"
+            }
+          },
+          "rating": {
+            "gather": {
+              "num_digits": 1, "prompt": "Rate us from 1 to 5.",
+              "options": [
+                { "digits": "2", "outcome": "low", "next": "bye" },
+                { "digits": "4", "outcome": "high", "next": "bye" }
+              ],
+              "no_input": "bye"
+            }
+          },
+          "bye": { "say": "Thanks.", "hangup": true }
+        }
+    }"#;
+    dir.write("c.json", &campaign("survey", script));
+    dir.write(
+        "c.csv",
+        "id,name,phone\nA,Ann,+12125550141\nB,Bo,+12125550142\nC,Cy,+12125550143\n",
+    );
+    let out = dir.batch(&[]);
+    assert_eq!(placed(&out), 3, "{out}");
+
+    let out = dir.output(&["report", "export", "csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    let by_contact: HashMap<&str, &Vec<&str>> = rows.iter().map(|r| (r[1], r)).collect();
+    let ann = by_contact["A"];
+    assert_eq!(
+        (ann[6], ann[7], ann[9], ann[10]),
+        ("completed", "completed", "high", "4"),
+        "{csv}"
+    );
+    assert!(
+        ann[5].starts_with("CA") && ann[13].ends_with('Z') && ann[15].ends_with('Z'),
+        "{csv}"
+    );
+    let bo = by_contact["B"];
+    assert_eq!((bo[6], bo[7], bo[10]), ("busy", "busy", ""), "{csv}");
+    assert_eq!(by_contact["C"][9], "low", "{csv}");
+
+    let out = dir.output(&["report", "export", "csv", "--contacts"]);
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "campaign,contact,name,phone,timezone,state,attempts,last_reason,outcome,next_attempt_at,answer.intro,answer.rating"
+        )
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("survey,A,Ann,+12125550141,")
+                && r.ends_with(",completed,1,completed,high,,1,4")),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("survey,B,Bo,") && r.contains(",open,1,busy,,")),
+        "{csv}"
+    );
+
+    let out = dir.output(&["report", "summary", "--format", "json"]);
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let s = &summary[0];
+    assert_eq!(
+        (
+            s["campaign"].as_str(),
+            s["attempts"].as_i64(),
+            s["reached"].as_i64()
+        ),
+        (Some("survey"), Some(3), Some(2)),
+        "{summary}"
+    );
+    assert_eq!(s["outcomes"]["high"].as_i64(), Some(1), "{summary}");
+}
