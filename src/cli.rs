@@ -154,8 +154,8 @@ pub struct PlanArgs {
     #[arg(long)]
     pub campaign: Option<String>,
     /// The instant to decide for (RFC 3339, e.g. 2026-11-23T15:00:00Z); default now.
-    #[arg(long, value_name = "RFC3339")]
-    pub at: Option<String>,
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
     pub format: PlanFormat,
@@ -218,6 +218,13 @@ pub enum ExportCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// An RFC 3339 instant (a malformed one is a usage error, exit 2).
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("`{s}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z"))
 }
 
 #[cfg(test)]

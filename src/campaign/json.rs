@@ -138,12 +138,16 @@ pub struct Defaults {
 /// Parses and validates campaign JSON text.
 pub fn parse(text: &str, defaults: Defaults) -> Result<Parsed, CampaignError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let raw: RawCampaign = serde_json::from_str(text).map_err(|e| {
-        CampaignError::Syntax(format!(
-            "line {}: {}",
-            e.line(),
-            strip_position(&e.to_string())
-        ))
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw: RawCampaign = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_position(&inner.to_string());
+        if path == "." || message.starts_with("unknown field") {
+            CampaignError::Syntax(format!("line {}: {message}", inner.line()))
+        } else {
+            CampaignError::Syntax(format!("`{path}`: {message} (line {})", inner.line()))
+        }
     })?;
     validate(raw, defaults)
 }

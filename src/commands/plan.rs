@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde::Serialize;
 
 use super::{Context, Table, load_campaigns};
@@ -104,14 +104,7 @@ impl<W: Write> Sink<W> {
 }
 
 pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
-    let at = match &args.at {
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|d| d.with_timezone(&Utc))
-            .map_err(|_| {
-                anyhow::anyhow!("`--at {s}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z")
-            })?,
-        None => ctx.clock.now(),
-    };
+    let at = args.at.unwrap_or_else(|| ctx.clock.now());
     let config = ctx.config()?;
     let store = ctx.store(&config)?;
     let campaigns = load_campaigns(&config, &store, args.campaign.as_deref())?;

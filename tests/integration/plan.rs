@@ -484,8 +484,13 @@ fn empty_database_plans_nothing() {
 #[test]
 fn bad_at_and_unknown_campaign_fail() {
     let t = setup("", NY_LA);
-    let out = t.cmd(["plan", "--at", "next tuesday"]).status(1).run();
-    crate::harness::assert_one_error(&out, &["--at", "RFC 3339"]);
+    // a malformed flag value is a usage error (exit 2), reported by clap
+    let out = t.cmd(["plan", "--at", "next tuesday"]).status(2).run();
+    assert!(
+        out.stderr.contains("--at") && out.stderr.contains("RFC 3339"),
+        "{}",
+        out.stderr
+    );
     let out = t.cmd(["plan", "--campaign", "Nope"]).status(1).run();
     crate::harness::assert_one_error(&out, &["`Nope`"]);
 }

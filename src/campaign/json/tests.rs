@@ -194,7 +194,7 @@ fn each_bad_field_is_named() {
         ),
         (
             r#"{"name": "x", "max_retries": "two"}"#,
-            "line 1: invalid type",
+            "`max_retries`: invalid type: string \"two\", expected u32 (line 1)",
         ),
     ];
     for (json, expected) in cases {
