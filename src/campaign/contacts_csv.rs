@@ -8,7 +8,8 @@ use chrono_tz::Tz;
 use super::phone::{self, Region};
 use crate::store::NewContact;
 
-const PHONE_ALIASES: [&str; 6] = [
+/// Headers accepted for the phone column (SPEC §4).
+pub const PHONE_ALIASES: [&str; 6] = [
     "phone",
     "phone_number",
     "number",

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::{Context, Table};
+use crate::campaign::contacts_csv::PHONE_ALIASES;
 use crate::campaign::phone;
 use crate::cli::DncCommand;
 use crate::config::Config;
@@ -69,15 +70,7 @@ fn import(ctx: &Context, config: &Config, file: &Path) -> Result<()> {
         .iter()
         .position(|h| {
             let h = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
-            [
-                "phone",
-                "phone_number",
-                "number",
-                "to",
-                "telefono",
-                "mobile",
-            ]
-            .contains(&h.as_str())
+            PHONE_ALIASES.contains(&h.as_str())
         })
         .unwrap_or(0);
     let mut numbers = Vec::new();
