@@ -247,3 +247,156 @@ fn zone_sets(db: &Store, campaign_id: i64, campaign: &Campaign) -> Result<Vec<Ve
     }
     Ok(sets)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::campaign::json::{self, Defaults};
+    use crate::clock::{Clock, FixedClock};
+    use crate::commands::load_campaign;
+    use crate::config::Env;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid instant")
+            .with_timezone(&Utc)
+    }
+
+    /// A store in `dir` holding one campaign (extra JSON fields) and `phones` as open contacts.
+    fn setup(dir: &Path, extra: &str, phones: &[&str]) -> (Store, Config, Loaded) {
+        let config = Config::parse(&dir.join("dialer.toml"), "", &Env::default()).expect("config");
+        let store = Store::open(&dir.join("dialer.db")).expect("store");
+        let text =
+            format!(r#"{{"name": "w", "message": "hi", "timezone": "America/New_York", {extra}}}"#);
+        json::parse(
+            &text,
+            Defaults {
+                timezone: config.dialer.default_timezone,
+            },
+        )
+        .expect("campaign validates");
+        let (id, _) = store
+            .upsert_campaign("w", &text, false, t("2026-01-01T00:00:00Z"))
+            .expect("campaign");
+        for p in phones {
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO contacts (campaign_id, phone, created_at, updated_at) VALUES (?1, ?2, 0, 0)",
+                    rusqlite::params![id, p],
+                )
+                .expect("contact");
+        }
+        let row = store.require_campaign("w").expect("stored");
+        let loaded = load_campaign(&config, row).expect("loads");
+        (store, config, loaded)
+    }
+
+    #[test]
+    fn wakes_exactly_when_the_window_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hours = r#""calling_hours_start": "09:00", "calling_hours_end": "17:00""#;
+        let (store, config, loaded) = setup(dir.path(), hours, &["+12125550101"]);
+        // Monday 07:00 in New York: the window opens at 09:00 local = 14:00Z
+        let clock = FixedClock(t("2026-01-05T12:00:00Z"));
+        let mut c = CampaignState::new(loaded, clock.now());
+        let none = HashSet::new();
+        assert!(
+            c.pick(&store, &config, clock.now(), &none, 10)
+                .expect("pick")
+                .is_empty()
+        );
+        let wake = c.wake_at(&store, clock.now()).expect("wake");
+        assert_eq!(wake, Some(t("2026-01-05T14:00:00Z")));
+        let at_wake = FixedClock(t("2026-01-05T14:00:00Z"));
+        let due = c
+            .pick(&store, &config, at_wake.now(), &none, 10)
+            .expect("pick");
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].phone, "+12125550101");
+        // a contact in the window and already placed (pending) is not picked again
+        let pending: HashSet<i64> = due.iter().map(|r| r.id).collect();
+        assert!(
+            c.pick(&store, &config, at_wake.now(), &pending, 10)
+                .expect("pick")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn wakes_for_the_earliest_retry_inside_the_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hours = r#""calling_hours_start": "00:00", "calling_hours_end": "24:00""#;
+        let (store, _config, loaded) = setup(dir.path(), hours, &["+12125550101", "+12125550102"]);
+        let now = t("2026-01-05T12:00:00Z");
+        for (phone, at) in [
+            ("+12125550101", 1_767_618_000),
+            ("+12125550102", 1_767_617_000),
+        ] {
+            store
+                .conn()
+                .execute(
+                    "UPDATE contacts SET attempts = 1, next_attempt_at = ?2 WHERE phone = ?1",
+                    rusqlite::params![phone, at],
+                )
+                .expect("update");
+        }
+        let mut c = CampaignState::new(loaded, now);
+        let wake = c.wake_at(&store, now).expect("wake");
+        assert_eq!(wake, Some(crate::store::instant(1_767_617_000)));
+        assert!(wake.is_some_and(|w| w > now));
+    }
+
+    #[test]
+    fn a_cron_campaign_places_only_at_its_fire_time_and_once_per_wave() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = r#""calling_hours_start": "00:00", "calling_hours_end": "24:00", "schedule": "0 10 * * *""#;
+        let (store, config, loaded) = setup(dir.path(), extra, &["+12125550101", "+12125550102"]);
+        // 09:30 New York: the next wave is 10:00 local = 15:00Z
+        let now = t("2026-01-05T14:30:00Z");
+        let mut c = CampaignState::new(loaded, now);
+        let none = HashSet::new();
+        assert!(
+            c.pick(&store, &config, now, &none, 10)
+                .expect("pick")
+                .is_empty()
+        );
+        assert_eq!(
+            c.wake_at(&store, now).expect("wake"),
+            Some(t("2026-01-05T15:00:00Z"))
+        );
+        let fire = t("2026-01-05T15:00:00Z");
+        assert_eq!(
+            c.pick(&store, &config, fire, &none, 1).expect("pick").len(),
+            1
+        );
+        assert_eq!(
+            c.pick(&store, &config, fire, &none, 10)
+                .expect("pick")
+                .len(),
+            1
+        );
+        // the wave is spent: nothing more until the next fire time
+        assert!(
+            c.pick(&store, &config, fire, &none, 10)
+                .expect("pick")
+                .is_empty()
+        );
+        assert_eq!(
+            c.wake_at(&store, fire).expect("wake"),
+            Some(t("2026-01-06T15:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn nothing_to_wake_for_after_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = r#""end_at": "2026-01-01T00:00:00Z""#;
+        let (store, _config, loaded) = setup(dir.path(), extra, &["+12125550101"]);
+        let now = t("2026-01-05T12:00:00Z");
+        let mut c = CampaignState::new(loaded, now);
+        assert_eq!(c.wake_at(&store, now).expect("wake"), None);
+    }
+}
