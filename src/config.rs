@@ -429,7 +429,7 @@ mod tests {
         let c = parse(DEFAULT_TOML).expect("the shipped dialer.toml is valid");
         assert_eq!(c.carrier, CarrierKind::Simulator);
         assert_eq!(c.database, PathBuf::from("/etc/dialer/dialer.db"));
-        assert_eq!(c.campaigns.len(), 1);
+        assert_eq!(c.campaigns.len(), 2);
     }
 
     #[test]
