@@ -86,8 +86,24 @@ async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
         .await
         .context("cannot listen for Ctrl-C")?;
     tracing::info!("stopping: no new calls; serving callbacks until calls in progress end");
+    eprintln!("stopping: no new calls; waiting for calls in progress (signal again to exit now)");
     token.cancel();
-    Ok(())
+    // a second signal: exit now; the next start reconciles the calls still open
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    eprintln!("exiting now; calls still open are reconciled on the next start");
+    std::process::exit(1);
 }
 
 /// Imports (or updates) the `[[campaign]]` entries of dialer.toml.

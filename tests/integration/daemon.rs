@@ -250,6 +250,19 @@ fn get(url: &str) -> (u16, String) {
         })
 }
 
+/// A GET that may find nobody listening yet.
+fn try_get(url: &str) -> Option<(u16, String)> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let resp = reqwest::get(url).await.ok()?;
+            let status = resp.status().as_u16();
+            Some((status, resp.text().await.ok()?))
+        })
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
@@ -466,4 +479,31 @@ fn kill_9_mid_campaign_then_restart_dials_each_contact_as_its_policy_allows() {
             "{n}: creates = attempts with a call"
         );
     }
+}
+
+#[test]
+fn a_scheduled_campaign_places_nothing_between_waves() {
+    let dir = Dir::new();
+    let port = free_port();
+    let sim = format!("[simulator]\nseed = 24\ntime_scale = 0.01\n{HUMANS}");
+    dir.write("dialer.toml", &config(port, 50.0, &sim));
+    // due now by hours, but the only wave is at midnight on January 1st
+    dir.write(
+        "c.json",
+        &campaign(r#""max_retries": 0, "schedule": "0 0 1 1 *""#),
+    );
+    dir.write("c.csv", &contacts(&numbers("+121255501", 3)));
+
+    let mut d = dir.daemon("daemon");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while try_get(&format!("http://127.0.0.1:{port}/health")).is_none_or(|(s, _)| s != 200) {
+        assert!(Instant::now() < deadline, "daemon never served /health");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(d.child.try_wait().expect("poll").is_none(), "{}", d.logs());
+    assert_eq!(dir.count(ATTEMPTS), 0, "a call was placed between waves");
+    let (code, stdout) = d.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("placed 0 call(s)"), "{stdout}");
 }
