@@ -9,7 +9,7 @@ use chrono::SecondsFormat;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Loaded, load_campaigns, not_built};
+use super::{Context, Loaded, load_campaigns};
 use crate::cli::RunCommand;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -25,7 +25,7 @@ const MAX_REQUEUES: u32 = 8;
 
 pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
     match cmd {
-        RunCommand::Daemon => not_built("run daemon"),
+        RunCommand::Daemon => daemon(ctx),
         RunCommand::Batch {
             campaign,
             limit,
@@ -44,6 +44,68 @@ pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
     }
 }
 
+/// `run daemon`: lock, import the declared campaigns, then the daemon until SIGINT/SIGTERM.
+fn daemon(ctx: &Context) -> Result<()> {
+    let config = ctx.config()?;
+    let _lock = ProcessLock::acquire(&config.database)?;
+    import_declared(ctx, &config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let options = crate::daemon::Options {
+            progress: ctx.progress(),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let summary = crate::daemon::run(&config, clock, shutdown, options).await;
+        signals.abort();
+        summary
+    })?;
+    for line in summary.lines() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM, then cancels `token`.
+async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    tracing::info!("stopping: no new calls; serving callbacks until calls in progress end");
+    eprintln!("stopping: no new calls; waiting for calls in progress (signal again to exit now)");
+    token.cancel();
+    // a second signal: exit now; the next start reconciles the calls still open
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    eprintln!("exiting now; calls still open are reconciled on the next start");
+    std::process::exit(1);
+}
+
 /// Imports (or updates) the `[[campaign]]` entries of dialer.toml.
 pub fn import_declared(ctx: &Context, config: &Config) -> Result<()> {
     for entry in &config.campaigns {
@@ -60,7 +122,7 @@ pub fn import_declared(ctx: &Context, config: &Config) -> Result<()> {
 }
 
 /// Binds the callback server. With port 0 (tests), `public_url` becomes the bound address.
-async fn bind_server(config: &Config) -> Result<(tokio::net::TcpListener, url::Url)> {
+pub(crate) async fn bind_server(config: &Config) -> Result<(tokio::net::TcpListener, url::Url)> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {

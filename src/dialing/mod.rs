@@ -17,7 +17,7 @@ use crate::server::{AppState, Metrics};
 use crate::store::{AttemptRow, ContactRow, EndedCall};
 use crate::twilio::{Client, CreateCall, Error as TwilioError};
 
-pub use reconcile::reconcile_open;
+pub use reconcile::{reconcile_one, reconcile_open};
 
 /// How one placement went.
 #[derive(Debug, Clone, PartialEq, Eq)]

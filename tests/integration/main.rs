@@ -7,6 +7,7 @@ mod calls;
 mod campaign;
 mod cli;
 mod contacts;
+mod daemon;
 mod dnc;
 mod generator;
 mod plan;
