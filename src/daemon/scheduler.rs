@@ -399,4 +399,50 @@ mod tests {
         let mut c = CampaignState::new(loaded, now);
         assert_eq!(c.wake_at(&store, now).expect("wake"), None);
     }
+
+    #[test]
+    fn honours_hours_across_a_day_boundary_and_an_excluded_day() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra = r#""calling_hours_start": "09:00", "calling_hours_end": "17:00", "excluded_days": ["Saturday", "Sunday"]"#;
+        let (store, config, loaded) = setup(dir.path(), extra, &["+12125550101"]);
+        // Friday 16:59:59 in New York: due; one second later it is not, and the next window is
+        // Monday 09:00 local (the weekend is excluded), never Saturday.
+        let friday = t("2026-01-09T21:59:59Z");
+        let mut c = CampaignState::new(loaded, friday);
+        let none = HashSet::new();
+        assert_eq!(
+            c.pick(&store, &config, friday, &none, 10)
+                .expect("pick")
+                .len(),
+            1
+        );
+        let closed = t("2026-01-09T22:00:00Z");
+        assert!(
+            c.pick(&store, &config, closed, &none, 10)
+                .expect("pick")
+                .is_empty()
+        );
+        assert_eq!(
+            c.wake_at(&store, closed).expect("wake"),
+            Some(t("2026-01-12T14:00:00Z"))
+        );
+        for hour in [
+            "2026-01-10T14:00:00Z",
+            "2026-01-11T15:30:00Z",
+            "2026-01-12T13:59:59Z",
+        ] {
+            assert!(
+                c.pick(&store, &config, t(hour), &none, 10)
+                    .expect("pick")
+                    .is_empty(),
+                "{hour}"
+            );
+        }
+        assert_eq!(
+            c.pick(&store, &config, t("2026-01-12T14:00:00Z"), &none, 10)
+                .expect("pick")
+                .len(),
+            1
+        );
+    }
 }

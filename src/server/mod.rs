@@ -198,24 +198,34 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let s = state.clone();
     let gauges = tokio::task::spawn_blocking(move || {
+        let now = crate::store::secs(s.clock.now());
         let db = s.db();
-        let mut g = Vec::new();
+        let (mut open_calls, mut ready) = (Vec::new(), Vec::new());
         if let Ok(campaigns) = db.campaigns() {
             for c in campaigns {
                 let open = db.count_open_attempts(Some(c.id)).unwrap_or(0);
-                let label = format!(
-                    "{{campaign=\"{}\"}}",
-                    c.name.replace('\\', "\\\\").replace('"', "\\\"")
-                );
-                g.push((
-                    "dialer_open_calls",
-                    "Attempts not yet in a final state.",
+                // open contacts whose retry time has come (an index range count; calling hours,
+                // DNC and caps are checked when they are placed)
+                let waiting: i64 = db
+                    .conn()
+                    .query_row(
+                        "SELECT count(*) FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2",
+                        rusqlite::params![c.id, now],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or(0);
+                let label = format!("{{campaign=\"{}\"}}", c.name.replace('\\', "\\\\").replace('"', "\\\""));
+                open_calls.push(("dialer_open_calls", "Attempts not yet in a final state.", label.clone(), i64::from(open)));
+                ready.push((
+                    "dialer_ready_contacts",
+                    "Open contacts whose next attempt time has come (before calling-hours checks).",
                     label,
-                    i64::from(open),
+                    waiting,
                 ));
             }
         }
-        g
+        open_calls.extend(ready);
+        open_calls
     })
     .await
     .unwrap_or_default();

@@ -475,7 +475,8 @@ async fn health_and_metrics_answer() {
     assert_eq!(code, StatusCode::OK);
     assert!(
         body.contains("dialer_calls_placed_total 0")
-            && body.contains("dialer_open_calls{campaign=\"t\"} 1"),
+            && body.contains("dialer_open_calls{campaign=\"t\"} 1")
+            && body.contains("dialer_ready_contacts{campaign=\"t\"} 1"),
         "{body}"
     );
 }
