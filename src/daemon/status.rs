@@ -46,7 +46,11 @@ pub struct Status {
 impl Status {
     pub fn new(enabled: bool) -> Self {
         Self {
-            multi: enabled.then(MultiProgress::new),
+            multi: enabled.then(|| {
+                let multi = MultiProgress::new();
+                crate::logging::attach_bars(&multi);
+                multi
+            }),
             bars: BTreeMap::new(),
         }
     }
