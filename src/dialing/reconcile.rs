@@ -46,10 +46,11 @@ pub async fn reconcile_one(
     a: AttemptRow,
     rules: &CampaignRules,
 ) -> bool {
-    let call: Result<Option<Call>, TwilioError> = match &a.call_sid {
+    // candidates: the call itself (by SID), or the calls to the number created since the attempt
+    let call: Result<Vec<Call>, TwilioError> = match &a.call_sid {
         Some(sid) => match client.fetch_call(sid).await {
-            Ok(c) => Ok(Some(c)),
-            Err(e) if e.status() == Some(404) => Ok(None),
+            Ok(c) => Ok(vec![c]),
+            Err(e) if e.status() == Some(404) => Ok(Vec::new()),
             Err(e) => Err(e),
         },
         None => {
@@ -59,9 +60,14 @@ pub async fn reconcile_one(
             };
             client.list_calls(&filter).await.map(|calls| {
                 let since = a.started_at - ChronoDuration::seconds(5);
-                calls
+                let mut calls: Vec<Call> = calls
                     .into_iter()
-                    .find(|c| parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since))
+                    .filter(|c| {
+                        parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since)
+                    })
+                    .collect();
+                calls.sort_by_key(|c| parse_rfc2822(c.date_created.as_deref()));
+                calls
             })
         }
     };
@@ -78,6 +84,13 @@ pub async fn reconcile_one(
     tokio::task::spawn_blocking(move || {
         let now = state2.clock.now();
         let mut db = state2.db();
+        // a listed call already bound to another attempt is not this attempt's call
+        let call = match a.call_sid {
+            Some(_) => call.into_iter().next(),
+            None => call
+                .into_iter()
+                .find(|c| !db.call_sid_bound(&c.sid).unwrap_or(true)),
+        };
         match call {
             Some(call) => {
                 if a.call_sid.is_none() && !db.bind_call_sid(id, &call.sid).unwrap_or(false) {
@@ -118,4 +131,152 @@ pub async fn reconcile_one(
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::config::Secret;
+    use crate::simulator::{BehaviorKind, Rule, SimConfig, Simulator};
+    use crate::store::{NewContact, Store};
+    use crate::twilio::{ClientOptions, CreateCall};
+
+    const CAMPAIGN: &str =
+        r#"{"name": "r", "message": "hi", "max_retries": 3, "retry_delays": {"default": "1h"}}"#;
+
+    fn contact(phone: &str) -> NewContact {
+        NewContact {
+            phone: phone.into(),
+            ext_id: None,
+            name: None,
+            zones: None,
+            fields: "{}".into(),
+        }
+    }
+
+    async fn create(client: &Client, to: &str) -> String {
+        let req = CreateCall {
+            to: to.into(),
+            from: "+15005550006".into(),
+            url: "http://127.0.0.1:1/voice".into(),
+            status_callback: "http://127.0.0.1:1/status".into(),
+            timeout_secs: 30,
+            time_limit_secs: 60,
+            machine_detection: None,
+        };
+        client.create_call(&req).await.expect("create").sid
+    }
+
+    #[tokio::test]
+    async fn open_attempts_are_settled_from_the_carrier_record() {
+        let busy = "+12125550101";
+        let sim = Simulator::start(SimConfig {
+            time_scale: 0.001,
+            rules: vec![Rule {
+                pattern: "*".into(),
+                behavior: BehaviorKind::Busy,
+                digits: vec![],
+                speech: vec![],
+            }],
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
+        let client = Client::new(
+            sim.base_url(),
+            sim.account_sid(),
+            sim.auth_token(),
+            ClientOptions::default(),
+        )
+        .expect("client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = SystemClock;
+        let mut store = Store::open(&dir.path().join("r.db")).expect("store");
+        let (cid, _) = store
+            .upsert_campaign("r", CAMPAIGN, false, clock.now())
+            .expect("campaign");
+        let mut sink = store
+            .import_sink(cid, "r.csv", None, clock.now())
+            .expect("sink");
+        sink.add(&contact(busy)).expect("a");
+        sink.add(&contact("+12125550102")).expect("b");
+        sink.finish(true).expect("commit");
+        let rules = crate::campaign::json::parse(
+            CAMPAIGN,
+            crate::campaign::json::Defaults {
+                timezone: chrono_tz::UTC,
+            },
+        )
+        .expect("valid")
+        .campaign
+        .rules;
+
+        // attempt 1 to the number: its call is known and already ended
+        let first = store
+            .claim_attempt(1, 0, clock.now())
+            .expect("claim")
+            .expect("claimed");
+        let first_sid = create(&client, busy).await;
+        assert!(store.bind_call_sid(first.id, &first_sid).expect("bind"));
+        let end = EndedCall {
+            status: "busy",
+            ..Default::default()
+        };
+        store
+            .end_attempt(first.id, &rules, &end, clock.now())
+            .expect("end");
+        // a second later (dates have whole seconds), attempt 2 to the same number "died
+        // mid-request": the call exists, its SID was never stored
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        store
+            .conn()
+            .execute("UPDATE contacts SET next_attempt_at = 0 WHERE id = 1", [])
+            .expect("due again");
+        let second = store
+            .claim_attempt(1, 1, clock.now())
+            .expect("claim")
+            .expect("claimed");
+        let second_sid = create(&client, busy).await;
+        // attempt 3 to another number: no call was ever created
+        let third = store
+            .claim_attempt(2, 0, clock.now())
+            .expect("claim")
+            .expect("claimed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let url = url::Url::parse("http://127.0.0.1:1").expect("url");
+        let state = AppState::new(
+            Arc::new(Mutex::new(store)),
+            &url,
+            Secret::new("x"),
+            chrono_tz::UTC,
+            Arc::new(SystemClock),
+        );
+        assert_eq!(reconcile_open(&state, &client).await, 2);
+        let db = state.db();
+        let a2 = db.attempt(second.id).expect("read").expect("attempt 2");
+        assert_eq!(
+            a2.call_sid.as_deref(),
+            Some(second_sid.as_str()),
+            "the unbound call, not attempt 1's"
+        );
+        assert_eq!(a2.status, "busy");
+        let (status, error): (String, String) = db
+            .conn()
+            .query_row(
+                "SELECT status, error_message FROM attempts WHERE id = ?1",
+                [third.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("attempt 3");
+        assert_eq!(
+            (status.as_str(), error.as_str()),
+            ("failed", "dial interrupted")
+        );
+        assert_eq!(db.count_open_attempts(None).expect("count"), 0);
+    }
 }

@@ -176,6 +176,14 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Whether some attempt already carries this Call SID.
+    pub fn call_sid_bound(&self, sid: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM attempts WHERE call_sid = ?1")?
+            .exists([sid])?)
+    }
+
     /// Moves a `dialing` attempt to the status Twilio answered the create with.
     pub fn set_created_status(&self, attempt_id: i64, status: &str) -> Result<()> {
         self.conn
