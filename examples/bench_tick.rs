@@ -1,0 +1,90 @@
+//! Benchmark of one scheduler tick (SPEC §9): a campaign with N contacts (default 1,000,000) of
+//! which 1,000 are due; times `CampaignState::pick` (indexed due query + `decide` for each) and
+//! `wake_at`, beside the bare indexed SELECT of the same 1,000 rows, in the same run.
+//!
+//! `cargo run --release --example bench_tick [N]`
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use dialer::clock::{Clock, SystemClock};
+use dialer::commands::load_campaign;
+use dialer::config::{Config, Env};
+use dialer::daemon::scheduler::CampaignState;
+use dialer::store::Store;
+
+const DUE: i64 = 1_000;
+const ROUNDS: u32 = 50;
+
+fn main() -> anyhow::Result<()> {
+    let n: i64 = match std::env::args().nth(1) {
+        Some(a) => a.parse()?,
+        None => 1_000_000,
+    };
+    let dir = tempfile::tempdir()?;
+    let config = Config::parse(&dir.path().join("dialer.toml"), "", &Env::default())?;
+    let store = Store::open(&dir.path().join("bench.db"))?;
+    let now = SystemClock.now();
+    let campaign = r#"{"name": "tick", "message": "hi", "calling_hours_start": "00:00", "calling_hours_end": "24:00"}"#;
+    let (id, _) = store.upsert_campaign("tick", campaign, false, now)?;
+    let started = Instant::now();
+    // contacts 1..=DUE are due now; the rest wait for a retry an hour later, spread over zones
+    store.conn().execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n})
+         INSERT INTO contacts (campaign_id, phone, zones, next_attempt_at, attempts, created_at, updated_at)
+         SELECT {id}, '+1' || (2000000000 + i),
+                CASE i % 3 WHEN 0 THEN 'America/New_York' WHEN 1 THEN 'America/Chicago' ELSE NULL END,
+                CASE WHEN i <= {DUE} THEN {past} ELSE {future} + i % 3600 END,
+                CASE WHEN i <= {DUE} THEN 1 ELSE 0 END, 0, 0
+         FROM k;
+         COMMIT;",
+        past = now.timestamp() - 60,
+        future = now.timestamp() + 3600,
+    ))?;
+    println!("filled {n} contacts ({DUE} due) in {:.2?}", started.elapsed());
+
+    let row = store.require_campaign("tick")?;
+    let mut state = CampaignState::new(load_campaign(&config, row)?, now);
+    let none = HashSet::new();
+
+    let bare = time(|| {
+        let mut stmt = store.conn().prepare_cached(
+            "SELECT id FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at, id LIMIT ?3",
+        )?;
+        let ids: Vec<i64> = stmt
+            .query_map(rusqlite::params![id, now.timestamp(), DUE], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        assert_eq!(ids.len() as i64, DUE);
+        Ok(())
+    })?;
+    let tick = time(|| {
+        let due = state.pick(&store, &config, now, &none, usize::MAX)?;
+        assert_eq!(due.len() as i64, DUE);
+        Ok(())
+    })?;
+    let wake = time(|| {
+        state.wake_at(&store, now)?;
+        Ok(())
+    })?;
+    println!("bare indexed SELECT of {DUE} due ids: {bare:>10.3?} (median of {ROUNDS})");
+    println!("tick: pick {DUE} due (+decide):     {tick:>10.3?} (median of {ROUNDS})");
+    println!("wake_at (next wake-up):           {wake:>10.3?} (median of {ROUNDS})");
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM"));
+        println!("peak RSS: {}", hwm.unwrap_or("unknown").trim());
+    }
+    Ok(())
+}
+
+fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
