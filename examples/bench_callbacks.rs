@@ -52,7 +52,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let url = url::Url::parse(&base)?;
-    let state = AppState::new(Arc::new(Mutex::new(store)), &url, Secret::new(TOKEN), chrono_tz::UTC, Arc::new(SystemClock));
+    let state = AppState::new(
+        Arc::new(Mutex::new(store)),
+        &url,
+        Secret::new(TOKEN),
+        chrono_tz::UTC,
+        Arc::new(SystemClock),
+    );
     let stop = CancellationToken::new();
     tokio::spawn(server::serve(listener, state, stop.clone()));
 
@@ -70,7 +76,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Each connection posts `per_conn` progress events (increasing SequenceNumber) for its attempt.
-async fn run(base: &str, attempts: &[(i64, String)], per_conn: usize) -> anyhow::Result<(f64, Duration, Duration)> {
+async fn run(
+    base: &str,
+    attempts: &[(i64, String)],
+    per_conn: usize,
+) -> anyhow::Result<(f64, Duration, Duration)> {
     let mut bodies = Vec::new();
     for (id, sid) in attempts {
         let path = format!("/twilio/status?attempt={id}");
@@ -83,7 +93,9 @@ async fn run(base: &str, attempts: &[(i64, String)], per_conn: usize) -> anyhow:
                 ("SequenceNumber".to_owned(), seq.to_string()),
             ];
             let sig = signature::sign(TOKEN, &signed_url, &params);
-            let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish();
             reqs.push((body, sig));
         }
         bodies.push((signed_url, reqs));
@@ -92,7 +104,9 @@ async fn run(base: &str, attempts: &[(i64, String)], per_conn: usize) -> anyhow:
     let mut tasks = Vec::new();
     for (url, reqs) in bodies {
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
             let mut lat = Vec::with_capacity(reqs.len());
             for (body, sig) in reqs {
                 let t = Instant::now();
@@ -103,7 +117,11 @@ async fn run(base: &str, attempts: &[(i64, String)], per_conn: usize) -> anyhow:
                     .body(body)
                     .send()
                     .await?;
-                anyhow::ensure!(res.status() == StatusCode::NO_CONTENT, "status {}", res.status());
+                anyhow::ensure!(
+                    res.status() == StatusCode::NO_CONTENT,
+                    "status {}",
+                    res.status()
+                );
                 lat.push(t.elapsed());
             }
             Ok::<_, anyhow::Error>(lat)

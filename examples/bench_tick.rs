@@ -42,7 +42,10 @@ fn main() -> anyhow::Result<()> {
         past = now.timestamp() - 60,
         future = now.timestamp() + 3600,
     ))?;
-    println!("filled {n} contacts ({DUE} due) in {:.2?}", started.elapsed());
+    println!(
+        "filled {n} contacts ({DUE} due) in {:.2?}",
+        started.elapsed()
+    );
 
     let row = store.require_campaign("tick")?;
     let mut state = CampaignState::new(load_campaign(&config, row)?, now);

@@ -22,6 +22,17 @@ pub struct Target {
     step: Option<String>,
 }
 
+/// Runs `f` on the blocking pool and answers its TwiML; counts the callback.
+async fn twiml_reply(
+    state: AppState,
+    f: impl FnOnce(&AppState) -> Result<String, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let s = state.clone();
+    let body = blocking(move || f(&s)).await?;
+    Metrics::inc(&state.metrics.callbacks);
+    Ok(xml(body))
+}
+
 fn xml(body: String) -> Response {
     ([("content-type", "text/xml")], body).into_response()
 }
@@ -158,8 +169,7 @@ pub async fn voice(
     Query(t): Query<Target>,
     form: SignedForm,
 ) -> Result<Response, ApiError> {
-    let s = state.clone();
-    let body = blocking(move || {
+    twiml_reply(state, move |s| {
         let now = s.clock.now();
         let store = s.db();
         let attempt = checked_attempt(&store, t.attempt, &form)?;
@@ -181,9 +191,7 @@ pub async fn voice(
         };
         Ok(render(&s, &campaign, &attempt, step.as_deref()))
     })
-    .await?;
-    Metrics::inc(&state.metrics.callbacks);
-    Ok(xml(body))
+    .await
 }
 
 pub async fn gather(
@@ -191,8 +199,7 @@ pub async fn gather(
     Query(t): Query<Target>,
     form: SignedForm,
 ) -> Result<Response, ApiError> {
-    let s = state.clone();
-    let body = blocking(move || {
+    twiml_reply(state, move |s| {
         let now = s.clock.now();
         let mut store = s.db();
         let attempt = checked_attempt(&store, t.attempt, &form)?;
@@ -251,9 +258,7 @@ pub async fn gather(
         };
         Ok(render(&s, &campaign, &attempt, next.as_deref()))
     })
-    .await?;
-    Metrics::inc(&state.metrics.callbacks);
-    Ok(xml(body))
+    .await
 }
 
 pub async fn record(
