@@ -179,7 +179,7 @@ pub async fn voice(
                 .set_answered_by(attempt.id, by, now)
                 .map_err(ApiError::internal)?;
             if by.starts_with("machine_end") {
-                return Ok(voicemail(&s, &campaign, &attempt));
+                return Ok(voicemail(s, &campaign, &attempt));
             }
             if by.starts_with("machine") || by == "fax" {
                 return Ok(twiml::hangup());
@@ -189,7 +189,7 @@ pub async fn voice(
             (Content::Script(sc), None) => Some(sc.start.clone()),
             (_, step) => step,
         };
-        Ok(render(&s, &campaign, &attempt, step.as_deref()))
+        Ok(render(s, &campaign, &attempt, step.as_deref()))
     })
     .await
 }
@@ -219,7 +219,7 @@ pub async fn gather(
         let speech = form.get("SpeechResult").filter(|d| !d.trim().is_empty());
         let confidence = form.get("Confidence").and_then(|c| c.parse::<f64>().ok());
         if digits.is_none() && speech.is_none() {
-            return Ok(render(&s, &campaign, &attempt, gather.no_input.as_deref()));
+            return Ok(render(s, &campaign, &attempt, gather.no_input.as_deref()));
         }
         let option = gather.match_answer(digits, speech);
         let answer = Answer {
@@ -256,7 +256,7 @@ pub async fn gather(
                 }
             }
         };
-        Ok(render(&s, &campaign, &attempt, next.as_deref()))
+        Ok(render(s, &campaign, &attempt, next.as_deref()))
     })
     .await
 }
