@@ -240,18 +240,30 @@ mod fast {
     thread_local! {
         /// Metadata patterns compiled on this thread, keyed by the address of the crate's
         /// cached regex (the metadata is a `static`, so addresses are stable).
-        static REGEXES: RefCell<HashMap<usize, Rc<Regex>>> = RefCell::new(HashMap::new());
+        static REGEXES: RefCell<HashMap<(usize, bool), Rc<Regex>>> = RefCell::new(HashMap::new());
     }
 
-    /// Runs `f` with `cached`'s pattern compiled as the crate compiles it (`ignore_whitespace`);
-    /// `None` when it does not compile (the crate would panic: let it).
-    fn with_regex<T, R>(cached: &T, source: &str, f: impl FnOnce(&Regex) -> R) -> Option<R> {
-        let key = std::ptr::from_ref(cached) as usize;
+    /// Runs `f` with `cached`'s pattern compiled as the crate compiles it (`ignore_whitespace`),
+    /// or, when `anchored`, as `^(?:pattern)`; `None` when it does not compile (the crate would
+    /// panic: let it).
+    fn with_regex<T, R>(
+        cached: &T,
+        source: &str,
+        anchored: bool,
+        f: impl FnOnce(&Regex) -> R,
+    ) -> Option<R> {
+        let key = (std::ptr::from_ref(cached) as usize, anchored);
         let re = REGEXES.with_borrow_mut(|regexes| {
             if let Some(re) = regexes.get(&key) {
                 return Some(Rc::clone(re));
             }
-            let re = regex::RegexBuilder::new(source)
+            let pattern = if anchored {
+                // The newline ends a `#` comment, which `ignore_whitespace` allows.
+                std::borrow::Cow::Owned(format!("^(?:{source}\n)"))
+            } else {
+                std::borrow::Cow::Borrowed(source)
+            };
+            let re = regex::RegexBuilder::new(&pattern)
                 .ignore_whitespace(true)
                 .build()
                 .ok()?;
@@ -260,11 +272,11 @@ mod fast {
         Some(f(&re))
     }
 
-    /// `Regex::find(value)` starts at 0 (the crate's way of anchoring).
+    /// Whether `Regex::find(value)` starts at 0 (the crate's way of anchoring). A match that
+    /// starts at 0 exists exactly when the leftmost match starts there, so an anchored
+    /// `is_match` answers the same without scanning the rest of `value`.
     fn matches_at_start<T>(cached: &T, source: &str, value: &str) -> Option<bool> {
-        with_regex(cached, source, |re| {
-            re.find(value).is_some_and(|m| m.start() == 0)
-        })
+        with_regex(cached, source, true, |re| re.is_match(value))
     }
 
     /// `Descriptor::is_match`.
@@ -342,7 +354,7 @@ mod fast {
             return Some(national);
         };
         let general = meta.descriptors().general();
-        with_regex(parsing, parsing.as_str(), |re| {
+        with_regex(parsing, parsing.as_str(), false, |re| {
             let Some(found) = re.find(&national) else {
                 return Some(national.clone());
             };
