@@ -95,11 +95,14 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
                 input.starts_with(PLUS_SIGNS)
             }
         };
-        if international {
-            // `+CC-NATIONAL`: the crate's rules, replayed with this thread's own regexes.
-            if let Some(result) = fast::international(database, input.as_str()) {
-                return Parsed::Done(result.map_err(|()| invalid(true)));
-            }
+        // The crate's rules, replayed with this thread's own regexes.
+        let fast = if international {
+            fast::international(database, input.as_str())
+        } else {
+            fast::national(database, default_region.code(), input.as_str())
+        };
+        if let Some(result) = fast {
+            return Parsed::Done(result.map_err(|()| invalid(international)));
         }
         // An international form is read with its own country's rules: given a default region,
         // the crate would strip that region's national prefix (US `1`) from foreign numbers.
@@ -395,6 +398,20 @@ mod fast {
         }
     }
 
+    /// `validator::length(meta, number, Type::Unknown).is_possible()`.
+    fn is_possible_length(meta: &Metadata, len: usize) -> bool {
+        let general = meta.descriptors().general();
+        let possible = general.possible_length();
+        let (Some(&min), Some(&max)) = (possible.first(), possible.last()) else {
+            return false;
+        };
+        let has = |lengths: &[u16]| lengths.iter().any(|&l| usize::from(l) == len);
+        if has(general.possible_local_length()) || len == usize::from(min) {
+            return true;
+        }
+        len > usize::from(min) && len <= usize::from(max) && has(possible)
+    }
+
     /// The E.164 form of `+CC-NATIONAL` (`Err(())` when the crate rejects it); `None` when the
     /// input is not plainly that form.
     pub(super) fn international(db: &Database, input: &str) -> Option<Result<String, ()>> {
@@ -404,9 +421,75 @@ mod fast {
         }
         let code: u16 = code.parse().ok()?;
         db.by_code(&code)?;
-        // parser::parse_with
-        let mut national = national.to_owned();
-        if let Some(meta) = source_for(db, code, national.trim_start_matches('0'))? {
+        // parser::parse_with, without a default region
+        let meta = source_for(db, code, national.trim_start_matches('0'))?;
+        finish(db, code, meta, national.to_owned())
+    }
+
+    /// The E.164 form of national `digits` read in `region`, as the crate parses them with a
+    /// default region (`helper::country_code`); `None` when unusual.
+    pub(super) fn national(
+        db: &Database,
+        region: &str,
+        digits: &str,
+    ) -> Option<Result<String, ()>> {
+        if !(3..=17).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let meta = db.by_id(region)?;
+        let mut national = digits.to_owned();
+        // helper::international_prefix: an IDD (US `011`) makes the country code explicit.
+        let mut idd = false;
+        if let Some(re) = meta.international_prefix() {
+            let found = with_regex(re, re.as_str(), false, |re| {
+                re.find(&national).map(|m| (m.start(), m.end()))
+            })?;
+            if let Some((0, end)) = found
+                && !national[end..].starts_with('0')
+            {
+                idd = true;
+                national.drain(..end);
+            }
+        }
+        let code = if idd {
+            if national.len() <= 2 || national.starts_with('0') {
+                return Some(Err(()));
+            }
+            let len = (1..=3).find(|&len| {
+                national
+                    .get(..len)
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .is_some_and(|c| db.by_code(&c).is_some())
+            });
+            let Some(len) = len else {
+                return Some(Err(()));
+            };
+            let code = national[..len].parse().ok()?;
+            national.drain(..len);
+            code
+        } else {
+            let code = meta.country_code();
+            let prefix = code.to_string();
+            if national.starts_with(&prefix)
+                && (!is_match(meta.descriptors().general(), &national)?
+                    || !is_possible_length(meta, national.len()))
+            {
+                national.drain(..prefix.len());
+            }
+            code
+        };
+        finish(db, code, Some(meta), national)
+    }
+
+    /// The rest of `parser::parse_with` (national prefix, carrier code, lengths) and then
+    /// `validator::is_valid_with`, for a number whose country code is known.
+    fn finish(
+        db: &Database,
+        code: u16,
+        meta: Option<&Metadata>,
+        mut national: String,
+    ) -> Option<Result<String, ()>> {
+        if let Some(meta) = meta {
             let mut potential = national_number(meta, national.clone())?;
             if let Some(prefix) = meta.national_prefix()
                 && potential.starts_with(prefix)
@@ -877,6 +960,7 @@ mod tests {
             usize::try_from(state % bound as u64).expect("below a usize bound")
         };
         let (mut valid, mut fast, mut total) = (0, 0, 0);
+        let (mut valid_national, mut fast_national, mut total_national) = (0, 0, 0);
         for _ in 0..50_000 {
             let (code, examples) = &codes[next(codes.len())];
             let mut national: Vec<u8> = match (examples.is_empty(), next(4)) {
@@ -909,6 +993,28 @@ mod tests {
                 assert_eq!(got.ok(), want, "{input}");
                 fast += 1;
             }
+            // Written nationally in each region of the code.
+            for id in db.region(code).into_iter().flatten() {
+                let Some(region) = Region::parse(id) else {
+                    continue;
+                };
+                if let Some(got) = fast::national(db, region.code(), &national) {
+                    let number = phonenumber::parse(Some(region.0), &national).ok();
+                    let want = number
+                        .filter(phonenumber::is_valid)
+                        .map(|number| number.format().mode(phonenumber::Mode::E164).to_string());
+                    assert_eq!(got.ok(), want, "{national} in {region}, fast path");
+                    fast_national += 1;
+                }
+                let want = reference_normalize(&national, &region);
+                assert_eq!(
+                    normalize(&national, &region).ok(),
+                    want,
+                    "{national} in {region}"
+                );
+                valid_national += usize::from(want.is_some());
+                total_national += 1;
+            }
             // And through `normalize`, written with spaces.
             let raw = format!("+{code} {national}");
             assert_eq!(normalize(&raw, &us()).ok(), want, "{raw}");
@@ -921,6 +1027,14 @@ mod tests {
             "{valid} of {total} valid"
         );
         assert!(fast > total * 9 / 10, "{fast} of {total} on the fast path");
+        assert!(
+            valid_national > total_national / 10 && valid_national < total_national * 9 / 10,
+            "{valid_national} of {total_national} national forms valid"
+        );
+        assert!(
+            fast_national > total_national * 9 / 10,
+            "{fast_national} of {total_national} national forms on the fast path"
+        );
     }
 
     /// A deterministic mix of the forms a contacts file holds, about 10% invalid.
