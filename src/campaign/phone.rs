@@ -1,7 +1,9 @@
 //! Phone numbers: E.164 normalization and the time zones of a number's prefix.
 //!
-//! Numbers are parsed and validated with the `phonenumber` crate (libphonenumber's rules and
-//! metadata). Time zones come from libphonenumber's prefix → zones data, compiled into
+//! Numbers are parsed and validated by libphonenumber's rules and metadata from the
+//! `phonenumber` crate: plain digit forms by a replay of the crate's steps that matches the
+//! metadata patterns with per-thread regexes (module `fast`, so threads run in parallel), and
+//! everything else by the crate itself; both give the same answers (tested). Time zones come from libphonenumber's prefix → zones data, compiled into
 //! `phone_zones.rs` by `tools/gen-phone-zones.py` (see `THIRD_PARTY_NOTICES.md`).
 
 use std::fmt::{self, Write as _};
@@ -77,7 +79,7 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
             }
         }
     };
-    let number = INPUT.with_borrow_mut(|input| {
+    let parsed = INPUT.with_borrow_mut(|input| {
         input.clear();
         let international = match clean(trimmed, input) {
             Some(Form::International) => true,
@@ -95,14 +97,27 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
                 input.starts_with(PLUS_SIGNS)
             }
         };
+        // The crate's rules, replayed with this thread's own regexes.
+        let fast = if international {
+            fast::international(database, input.as_str())
+        } else {
+            fast::national(database, default_region.code(), input.as_str())
+        };
+        if let Some(result) = fast {
+            return Parsed::Done(result.map_err(|()| invalid(international)));
+        }
         // An international form is read with its own country's rules: given a default region,
         // the crate would strip that region's national prefix (US `1`) from foreign numbers.
         let region = (!international).then_some(default_region.0);
-        phonenumber::parse_with(database, region, input.as_str())
-            .map_err(|_| invalid(international))
-            .map(|number| (number, international))
+        match phonenumber::parse_with(database, region, input.as_str()) {
+            Ok(number) => Parsed::Number(number, international),
+            Err(_) => Parsed::Done(Err(invalid(international))),
+        }
     });
-    let (number, international) = number?;
+    let (number, international) = match parsed {
+        Parsed::Number(number, international) => (number, international),
+        Parsed::Done(result) => return result,
+    };
     if number.extension().is_some() {
         return Err(PhoneError::Extension(shorten(trimmed)));
     }
@@ -113,6 +128,14 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
     write!(e164, "+{}{}", number.code().value(), number.national())
         .expect("writing to a String cannot fail");
     Ok(e164)
+}
+
+/// What [`normalize`] made of its input before validation.
+enum Parsed {
+    /// Parsed by the crate; `true` when written internationally.
+    Number(phonenumber::PhoneNumber, bool),
+    /// Settled: by the fast path, or rejected by the crate's parser.
+    Done(Result<String, PhoneError>),
 }
 
 /// The plus signs libphonenumber accepts: ASCII and full-width.
@@ -203,6 +226,303 @@ fn is_country_code(code: u16) -> bool {
         codes
     });
     CODES.get(usize::from(code)).copied().unwrap_or(false)
+}
+
+/// `phonenumber::parse` + `is_valid` for the `+CC-NATIONAL` form, step by step as the crate
+/// 0.3 does them (`parser::parse_with`, `helper::national_number`, `validator::source_for`,
+/// `number_type`), but matching the metadata patterns with this thread's own compiled regexes
+/// instead of the crate's cache behind one global mutex: threads then run in parallel, and no
+/// pattern text is hashed per match. Anything unusual returns `None`: the crate decides.
+/// `tests::fast_path_equals_the_crate_on_random_numbers` holds the two to the same answers.
+mod fast {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use phonenumber::metadata::{Database, Descriptor, Metadata};
+    use regex::Regex;
+
+    thread_local! {
+        /// Metadata patterns compiled on this thread, keyed by the address of the crate's
+        /// cached regex (the metadata is a `static`, so addresses are stable).
+        static REGEXES: RefCell<HashMap<(usize, bool), Rc<Regex>>> = RefCell::new(HashMap::new());
+    }
+
+    /// Runs `f` with `cached`'s pattern compiled as the crate compiles it (`ignore_whitespace`),
+    /// or, when `anchored`, as `^(?:pattern)`; `None` when it does not compile (the crate would
+    /// panic: let it).
+    fn with_regex<T, R>(
+        cached: &T,
+        source: &str,
+        anchored: bool,
+        f: impl FnOnce(&Regex) -> R,
+    ) -> Option<R> {
+        let key = (std::ptr::from_ref(cached) as usize, anchored);
+        let re = REGEXES.with_borrow_mut(|regexes| {
+            if let Some(re) = regexes.get(&key) {
+                return Some(Rc::clone(re));
+            }
+            let pattern = if anchored {
+                // The newline ends a `#` comment, which `ignore_whitespace` allows.
+                std::borrow::Cow::Owned(format!("^(?:{source}\n)"))
+            } else {
+                std::borrow::Cow::Borrowed(source)
+            };
+            let re = regex::RegexBuilder::new(&pattern)
+                .ignore_whitespace(true)
+                .build()
+                .ok()?;
+            Some(Rc::clone(regexes.entry(key).or_insert(Rc::new(re))))
+        })?;
+        Some(f(&re))
+    }
+
+    /// Whether `Regex::find(value)` starts at 0 (the crate's way of anchoring). A match that
+    /// starts at 0 exists exactly when the leftmost match starts there, so an anchored
+    /// `is_match` answers the same without scanning the rest of `value`.
+    fn matches_at_start<T>(cached: &T, source: &str, value: &str) -> Option<bool> {
+        with_regex(cached, source, true, |re| re.is_match(value))
+    }
+
+    /// `Descriptor::is_match`.
+    fn is_match(desc: &Descriptor, value: &str) -> Option<bool> {
+        let lengths = desc.possible_length();
+        if !lengths.is_empty() && !lengths.iter().any(|&l| usize::from(l) == value.len()) {
+            return Some(false);
+        }
+        let re = desc.national_number();
+        matches_at_start(re, re.as_str(), value)
+    }
+
+    /// `validator::number_type(meta, value) != Type::Unknown`.
+    fn has_type(meta: &Metadata, value: &str) -> Option<bool> {
+        let d = meta.descriptors();
+        if !is_match(d.general(), value)? {
+            return Some(false);
+        }
+        let kinds = [
+            d.premium_rate(),
+            d.toll_free(),
+            d.shared_cost(),
+            d.voip(),
+            d.personal_number(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+            d.fixed_line(),
+            d.mobile(),
+        ];
+        for desc in kinds.into_iter().flatten() {
+            if is_match(desc, value)? {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    /// `validator::source_for` resolved to its metadata: `Some(None)` when it finds none.
+    fn source_for<'d>(db: &'d Database, code: u16, national: &str) -> Option<Option<&'d Metadata>> {
+        let Some(regions) = db.region(&code) else {
+            return Some(None);
+        };
+        if regions.len() == 1 {
+            if regions[0] == "001" {
+                return Some(db.by_code(&code).and_then(|m| m.into_iter().next()));
+            }
+            if regions[0].parse::<phonenumber::country::Id>().is_err() {
+                return Some(None);
+            }
+            return Some(db.by_id(regions[0]));
+        }
+        for region in regions {
+            let meta = db.by_id(region)?;
+            let found = match meta.leading_digits() {
+                Some(re) => matches_at_start(re, re.as_str(), national)?,
+                None => has_type(meta, national)?,
+            };
+            if found {
+                region.parse::<phonenumber::country::Id>().ok()?;
+                return Some(Some(meta));
+            }
+        }
+        Some(None)
+    }
+
+    /// `helper::national_number`: strips the national prefix and carrier code.
+    fn national_number(meta: &Metadata, mut national: String) -> Option<String> {
+        let Some(parsing) = meta.national_prefix_for_parsing() else {
+            if let Some(prefix) = meta.national_prefix()
+                && national.starts_with(prefix)
+            {
+                national.drain(..prefix.len());
+            }
+            return Some(national);
+        };
+        let general = meta.descriptors().general();
+        with_regex(parsing, parsing.as_str(), false, |re| {
+            let Some(found) = re.find(&national) else {
+                return Some(national.clone());
+            };
+            if found.start() != 0 {
+                return Some(national.clone());
+            }
+            let end = found.end();
+            let viable = is_match(general, &national)?;
+            let captures = re.captures(&national)?;
+            let first = captures.get(1).is_some();
+            let last = captures.get(captures.len() - 1).is_some();
+            match meta.national_prefix_transform_rule() {
+                Some(transform) if last => {
+                    let transformed = re.replace(&national, transform).into_owned();
+                    if viable && !is_match(general, &transformed)? {
+                        return Some(national.clone());
+                    }
+                    // The crate unwraps the first group here.
+                    first.then_some(transformed)
+                }
+                _ => {
+                    if viable && !is_match(general, &national)? {
+                        return Some(national.clone());
+                    }
+                    Some(national[end..].to_owned())
+                }
+            }
+        })?
+    }
+
+    /// `validator::length(meta, number, Type::Unknown) == Validation::TooShort`.
+    fn too_short(meta: &Metadata, len: usize) -> bool {
+        let general = meta.descriptors().general();
+        let local = general.possible_local_length().iter();
+        match general.possible_length().first() {
+            None => false,
+            Some(&min) => !local.clone().any(|&l| usize::from(l) == len) && len < usize::from(min),
+        }
+    }
+
+    /// `validator::length(meta, number, Type::Unknown).is_possible()`.
+    fn is_possible_length(meta: &Metadata, len: usize) -> bool {
+        let general = meta.descriptors().general();
+        let possible = general.possible_length();
+        let (Some(&min), Some(&max)) = (possible.first(), possible.last()) else {
+            return false;
+        };
+        let has = |lengths: &[u16]| lengths.iter().any(|&l| usize::from(l) == len);
+        if has(general.possible_local_length()) || len == usize::from(min) {
+            return true;
+        }
+        len > usize::from(min) && len <= usize::from(max) && has(possible)
+    }
+
+    /// The E.164 form of `+CC-NATIONAL` (`Err(())` when the crate rejects it); `None` when the
+    /// input is not plainly that form.
+    pub(super) fn international(db: &Database, input: &str) -> Option<Result<String, ()>> {
+        let (code, national) = input.strip_prefix('+')?.split_once('-')?;
+        if !(3..=17).contains(&national.len()) || !national.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let code: u16 = code.parse().ok()?;
+        db.by_code(&code)?;
+        // parser::parse_with, without a default region
+        let meta = source_for(db, code, national.trim_start_matches('0'))?;
+        finish(db, code, meta, national.to_owned())
+    }
+
+    /// The E.164 form of national `digits` read in `region`, as the crate parses them with a
+    /// default region (`helper::country_code`); `None` when unusual.
+    pub(super) fn national(
+        db: &Database,
+        region: &str,
+        digits: &str,
+    ) -> Option<Result<String, ()>> {
+        if !(3..=17).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let meta = db.by_id(region)?;
+        let mut national = digits.to_owned();
+        // helper::international_prefix: an IDD (US `011`) makes the country code explicit.
+        let mut idd = false;
+        if let Some(re) = meta.international_prefix() {
+            let found = with_regex(re, re.as_str(), false, |re| {
+                re.find(&national).map(|m| (m.start(), m.end()))
+            })?;
+            if let Some((0, end)) = found
+                && !national[end..].starts_with('0')
+            {
+                idd = true;
+                national.drain(..end);
+            }
+        }
+        let code = if idd {
+            if national.len() <= 2 || national.starts_with('0') {
+                return Some(Err(()));
+            }
+            let len = (1..=3).find(|&len| {
+                national
+                    .get(..len)
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .is_some_and(|c| db.by_code(&c).is_some())
+            });
+            let Some(len) = len else {
+                return Some(Err(()));
+            };
+            let code = national[..len].parse().ok()?;
+            national.drain(..len);
+            code
+        } else {
+            let code = meta.country_code();
+            let prefix = code.to_string();
+            if national.starts_with(&prefix)
+                && (!is_match(meta.descriptors().general(), &national)?
+                    || !is_possible_length(meta, national.len()))
+            {
+                national.drain(..prefix.len());
+            }
+            code
+        };
+        finish(db, code, Some(meta), national)
+    }
+
+    /// The rest of `parser::parse_with` (national prefix, carrier code, lengths) and then
+    /// `validator::is_valid_with`, for a number whose country code is known.
+    fn finish(
+        db: &Database,
+        code: u16,
+        meta: Option<&Metadata>,
+        mut national: String,
+    ) -> Option<Result<String, ()>> {
+        if let Some(meta) = meta {
+            let mut potential = national_number(meta, national.clone())?;
+            if let Some(prefix) = meta.national_prefix()
+                && potential.starts_with(prefix)
+            {
+                potential.drain(..prefix.len());
+            }
+            if !too_short(meta, potential.len()) {
+                national = potential;
+            }
+        }
+        if !(2..=17).contains(&national.len()) {
+            return Some(Err(()));
+        }
+        if !national.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let Ok(number) = national.parse::<phonenumber::NationalNumber>() else {
+            return Some(Err(()));
+        };
+        // validator::is_valid_with
+        let national = number.to_string();
+        let valid = match source_for(db, code, &national)? {
+            Some(meta) => has_type(meta, &national)?,
+            None => false,
+        };
+        Some(if valid {
+            Ok(format!("+{code}{national}"))
+        } else {
+            Err(())
+        })
+    }
 }
 
 /// The time zones of an E.164 number's longest known prefix; empty when no prefix is known.
@@ -587,6 +907,136 @@ mod tests {
             panic!("500 digits accepted");
         };
         assert_eq!(number.chars().count(), 41);
+    }
+
+    /// The crate's own answer for `+CC-NATIONAL`: `parse` + `is_valid` + E.164.
+    fn crate_e164(input: &str) -> Option<String> {
+        let number = phonenumber::parse(None, input).ok()?;
+        (number.extension().is_none() && phonenumber::is_valid(&number))
+            .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+
+    #[test]
+    fn fast_path_equals_the_crate_on_random_numbers() {
+        let db = &*phonenumber::metadata::DATABASE;
+        // Every country calling code with the example numbers of its regions.
+        let mut codes: Vec<(u16, Vec<String>)> = Vec::new();
+        for code in 1u16..1000 {
+            let Some(metas) = db.by_code(&code) else {
+                continue;
+            };
+            let mut examples = Vec::new();
+            for meta in metas {
+                let d = meta.descriptors();
+                let all = [
+                    Some(d.general()),
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.voip(),
+                    d.personal_number(),
+                    d.pager(),
+                    d.uan(),
+                    d.voicemail(),
+                ];
+                examples.extend(
+                    all.into_iter()
+                        .flatten()
+                        .filter_map(|d| d.example())
+                        .map(str::to_owned),
+                );
+                if let Some(prefix) = meta.national_prefix() {
+                    examples.push(prefix.to_owned());
+                }
+            }
+            codes.push((code, examples));
+        }
+        assert!(codes.len() > 200, "{} country codes", codes.len());
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % bound as u64).expect("below a usize bound")
+        };
+        let (mut valid, mut fast, mut total) = (0, 0, 0);
+        let (mut valid_national, mut fast_national, mut total_national) = (0, 0, 0);
+        for _ in 0..50_000 {
+            let (code, examples) = &codes[next(codes.len())];
+            let mut national: Vec<u8> = match (examples.is_empty(), next(4)) {
+                (false, 0..=2) => examples[next(examples.len())].clone().into_bytes(),
+                _ => (0..3 + next(13)).map(|_| b'0' + next(10) as u8).collect(),
+            };
+            // Mutate: change digits, drop or add some, put a trunk prefix in front.
+            for _ in 0..next(3) {
+                let i = next(national.len().max(1));
+                if let Some(d) = national.get_mut(i) {
+                    *d = b'0' + next(10) as u8;
+                }
+            }
+            match next(8) {
+                0 if national.len() > 1 => {
+                    national.pop();
+                }
+                1 => national.push(b'0' + next(10) as u8),
+                2 => national.insert(0, b'0'),
+                3 => {
+                    let d = b'0' + next(10) as u8;
+                    national.insert(0, d);
+                }
+                _ => {}
+            }
+            let national = String::from_utf8(national).expect("ascii digits");
+            let input = format!("+{code}-{national}");
+            let want = crate_e164(&input);
+            if let Some(got) = fast::international(db, &input) {
+                assert_eq!(got.ok(), want, "{input}");
+                fast += 1;
+            }
+            // Written nationally in each region of the code.
+            for id in db.region(code).into_iter().flatten() {
+                let Some(region) = Region::parse(id) else {
+                    continue;
+                };
+                if let Some(got) = fast::national(db, region.code(), &national) {
+                    let number = phonenumber::parse(Some(region.0), &national).ok();
+                    let want = number
+                        .filter(phonenumber::is_valid)
+                        .map(|number| number.format().mode(phonenumber::Mode::E164).to_string());
+                    assert_eq!(got.ok(), want, "{national} in {region}, fast path");
+                    fast_national += 1;
+                }
+                let want = reference_normalize(&national, &region);
+                assert_eq!(
+                    normalize(&national, &region).ok(),
+                    want,
+                    "{national} in {region}"
+                );
+                valid_national += usize::from(want.is_some());
+                total_national += 1;
+            }
+            // And through `normalize`, written with spaces.
+            let raw = format!("+{code} {national}");
+            assert_eq!(normalize(&raw, &us()).ok(), want, "{raw}");
+            valid += usize::from(want.is_some());
+            total += 1;
+        }
+        // Both valid and invalid numbers, nearly all of them settled by the fast path.
+        assert!(
+            valid > total / 5 && valid < total * 4 / 5,
+            "{valid} of {total} valid"
+        );
+        assert!(fast > total * 9 / 10, "{fast} of {total} on the fast path");
+        assert!(
+            valid_national > total_national / 10 && valid_national < total_national * 9 / 10,
+            "{valid_national} of {total_national} national forms valid"
+        );
+        assert!(
+            fast_national > total_national * 9 / 10,
+            "{fast_national} of {total_national} national forms on the fast path"
+        );
     }
 
     /// A deterministic mix of the forms a contacts file holds, about 10% invalid.
