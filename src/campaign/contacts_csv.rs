@@ -42,7 +42,7 @@ pub struct Rejection {
 }
 
 /// Column positions found in the header.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Columns {
     phone: usize,
     name: Option<usize>,
@@ -57,13 +57,45 @@ struct Columns {
 pub struct ContactReader<R: Read> {
     file: String,
     reader: csv::Reader<R>,
-    columns: Columns,
+    parser: RowParser,
     record: csv::StringRecord,
     /// The raw bytes of the row being read; swapped with `record` so neither reallocates.
     bytes: csv::ByteRecord,
     /// Line of the last row read.
     line: u64,
+}
+
+/// Turns one CSV record into a contact: the header's column map and the default region. Cheap to
+/// clone and `Send`, so several threads can parse rows that one thread reads.
+#[derive(Debug, Clone)]
+pub struct RowParser {
+    columns: Columns,
     region: Region,
+}
+
+/// A row as read, before parsing: its record, or already a rejection (not UTF-8).
+#[derive(Debug)]
+pub enum RawRow {
+    Record {
+        line: u64,
+        record: csv::StringRecord,
+    },
+    Rejected(Rejection),
+}
+
+impl RawRow {
+    /// Parses the row (or passes its rejection on).
+    pub fn parse(self, parser: &RowParser) -> (u64, Result<NewContact, Rejection>) {
+        match self {
+            RawRow::Record { line, record } => (
+                line,
+                parser
+                    .parse(&record)
+                    .map_err(|reason| Rejection { line, reason }),
+            ),
+            RawRow::Rejected(r) => (r.line, Err(r)),
+        }
+    }
 }
 
 impl<R: Read> ContactReader<R> {
@@ -103,18 +135,20 @@ impl<R: Read> ContactReader<R> {
         Ok(Self {
             file: file.to_owned(),
             reader,
-            columns: Columns {
-                phone,
-                name,
-                timezone,
-                id,
-                extra,
-                count: headers.len(),
+            parser: RowParser {
+                columns: Columns {
+                    phone,
+                    name,
+                    timezone,
+                    id,
+                    extra,
+                    count: headers.len(),
+                },
+                region,
             },
             record: csv::StringRecord::new(),
             bytes: csv::ByteRecord::new(),
             line: 0,
-            region,
         })
     }
 
@@ -128,9 +162,14 @@ impl<R: Read> ContactReader<R> {
         self.reader.position().byte()
     }
 
-    /// The next row: `None` at the end, `Some(Err)` for a rejected row (the caller decides whether
-    /// to go on), a hard `CsvError` for an unreadable file.
-    pub fn next_row(&mut self) -> Result<Option<Result<NewContact, Rejection>>, CsvError> {
+    /// The parser of this file's rows (for parsing on other threads).
+    pub fn parser(&self) -> RowParser {
+        self.parser.clone()
+    }
+
+    /// The next row, unparsed: `None` at the end, a hard `CsvError` for an unreadable file.
+    /// Blank lines are skipped; a row that is not UTF-8 comes back already rejected.
+    pub fn next_raw(&mut self) -> Result<Option<RawRow>, CsvError> {
         loop {
             self.bytes = std::mem::take(&mut self.record).into_byte_record();
             let more = self
@@ -142,29 +181,39 @@ impl<R: Read> ContactReader<R> {
             }
             self.line = self.bytes.position().map_or(0, |p| p.line());
             // a row that is not UTF-8 is a bad row, not a bad file
-            match csv::StringRecord::from_byte_record(std::mem::take(&mut self.bytes)) {
-                Ok(record) => self.record = record,
+            let record = match csv::StringRecord::from_byte_record(std::mem::take(&mut self.bytes))
+            {
+                Ok(record) => record,
                 Err(e) => {
                     self.bytes = e.into_byte_record();
-                    return Ok(Some(Err(Rejection {
+                    return Ok(Some(RawRow::Rejected(Rejection {
                         line: self.line,
                         reason: "not valid UTF-8: save the file as UTF-8".to_owned(),
                     })));
                 }
-            }
+            };
             // a blank line is not a row
-            if self.record.len() == 1 && self.record[0].trim().is_empty() {
+            if record.len() == 1 && record[0].trim().is_empty() {
+                self.record = record;
                 continue;
             }
-            return Ok(Some(self.parse_record().map_err(|reason| Rejection {
+            return Ok(Some(RawRow::Record {
                 line: self.line,
-                reason,
-            })));
+                record,
+            }));
         }
     }
 
-    fn parse_record(&self) -> Result<NewContact, String> {
-        let r = &self.record;
+    /// The next row, parsed: `None` at the end, `Some(Err)` for a rejected row (the caller decides
+    /// whether to go on), a hard `CsvError` for an unreadable file.
+    pub fn next_row(&mut self) -> Result<Option<Result<NewContact, Rejection>>, CsvError> {
+        Ok(self.next_raw()?.map(|raw| raw.parse(&self.parser).1))
+    }
+}
+
+impl RowParser {
+    /// Validates one record into a contact, or says what is wrong with it.
+    pub fn parse(&self, r: &csv::StringRecord) -> Result<NewContact, String> {
         let c = &self.columns;
         if r.len() != c.count {
             return Err(format!(

@@ -3,12 +3,14 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Context;
-use crate::campaign::contacts_csv::{ContactReader, CsvError, Rejection};
+use crate::campaign::contacts_csv::{ContactReader, CsvError, RawRow, Rejection};
 use crate::cli::ContactsCommand;
 use crate::config::Config;
 use crate::store::{ImportCounts, NewContact, Store};
@@ -46,11 +48,21 @@ pub fn check_header(config: &Config, file: &Path) -> Result<()> {
     open(config, file).map(drop)
 }
 
-/// Rows handed from the reader thread to the writer, with the line each came from.
+/// Parsed rows handed from a worker to the writer, with the line each came from.
 type Chunk = Vec<(u64, Result<NewContact, Rejection>)>;
 
-/// Streams the file into the campaign: one thread reads and normalizes (the slow part: phone
-/// validation), this one writes; the bounded channel between them keeps memory flat.
+/// A chunk with the byte position reached (for the progress bar), or a hard read error.
+type Msg<T> = Result<(T, u64), CsvError>;
+
+/// Threads that parse and validate rows (phone validation is the costly part).
+const WORKERS: usize = 2;
+
+/// Rows per chunk.
+const CHUNK: usize = 1024;
+
+/// Streams the file into the campaign: one thread reads, `WORKERS` threads parse and validate
+/// (the slow part: phone numbers), this one writes, in file order; bounded channels between them
+/// keep memory flat.
 pub fn import(
     ctx: &Context,
     config: &Config,
@@ -66,13 +78,38 @@ pub fn import(
     let batch = if strict || dry_run { None } else { Some(BATCH) };
     let mut sink = store.import_sink(campaign_id, &name, batch, ctx.clock.now())?;
     let mut rejected = 0u64;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Chunk, u64), CsvError>>(8);
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<()> {
         let stop = &stop;
-        scope.spawn(move || read_chunks(reader, &tx, stop));
+        // reader → chunk k to worker k % WORKERS → writer takes results back in the same order
+        let parser = reader.parser();
+        let (mut raw_txs, mut out_rxs) = (Vec::new(), Vec::new());
+        for _ in 0..WORKERS {
+            let (raw_tx, raw_rx) = sync_channel::<Msg<Vec<RawRow>>>(4);
+            let (out_tx, out_rx) = sync_channel::<Msg<Chunk>>(4);
+            let parser = parser.clone();
+            scope.spawn(move || {
+                for msg in raw_rx {
+                    let parsed = msg.map(|(rows, position)| {
+                        (
+                            rows.into_iter().map(|r| r.parse(&parser)).collect(),
+                            position,
+                        )
+                    });
+                    if out_tx.send(parsed).is_err() {
+                        return;
+                    }
+                }
+            });
+            raw_txs.push(raw_tx);
+            out_rxs.push(out_rx);
+        }
+        scope.spawn(move || read_chunks(reader, raw_txs, stop));
         let result = (|| -> Result<()> {
-            for msg in &rx {
+            for k in 0.. {
+                let Ok(msg) = out_rxs[k % WORKERS].recv() else {
+                    break;
+                };
                 let (chunk, position) = msg?;
                 for (line, row) in chunk {
                     match row {
@@ -105,9 +142,9 @@ pub fn import(
             }
             Ok(())
         })();
-        // let the reader finish early on an error
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        drop(rx);
+        // let the reader and workers finish early on an error
+        stop.store(true, Ordering::Relaxed);
+        drop(out_rxs);
         result
     })?;
     let mut counts = sink.finish(!dry_run)?;
@@ -131,38 +168,39 @@ pub fn import(
     Ok(counts)
 }
 
+/// Reads raw rows in chunks and deals them round-robin to the workers; a hard read error goes
+/// to the worker whose turn it is, so the writer meets it in file order.
 fn read_chunks(
     mut reader: ContactReader<BufReader<File>>,
-    tx: &std::sync::mpsc::SyncSender<Result<(Chunk, u64), CsvError>>,
-    stop: &std::sync::atomic::AtomicBool,
+    workers: Vec<SyncSender<Msg<Vec<RawRow>>>>,
+    stop: &AtomicBool,
 ) {
-    const CHUNK: usize = 1024;
     let mut chunk = Vec::with_capacity(CHUNK);
-    loop {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        match reader.next_row() {
-            Ok(Some(row)) => {
-                chunk.push((reader.line(), row));
-                if chunk.len() == CHUNK
-                    && tx
-                        .send(Ok((
-                            std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
-                            reader.position(),
-                        )))
-                        .is_err()
-                {
+    for k in 0.. {
+        let to = &workers[k % WORKERS];
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match reader.next_raw() {
+                Ok(Some(row)) => {
+                    chunk.push(row);
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if to.send(Ok((full, reader.position()))).is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let _ = to.send(Ok((std::mem::take(&mut chunk), reader.position())));
                     return;
                 }
-            }
-            Ok(None) => {
-                let _ = tx.send(Ok((chunk, reader.position())));
-                return;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
+                Err(e) => {
+                    let _ = to.send(Err(e));
+                    return;
+                }
             }
         }
     }

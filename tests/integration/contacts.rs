@@ -436,3 +436,48 @@ fn extra_columns_are_kept_as_fields() {
     assert_eq!(v["appointment"], "Tuesday");
     assert_eq!(v["Doctor"], "Dr. Who");
 }
+
+#[test]
+fn rows_across_many_chunks_keep_file_order() {
+    // rows are validated on several threads in chunks of 1,024: reports and counts must still come
+    // in file order, and a duplicate is the later row wherever the chunk boundary falls
+    let t = sandbox();
+    let mut csv = "phone,name\n".to_owned();
+    let mut bad_lines = Vec::new();
+    for i in 0..5_000u32 {
+        let line = i + 2;
+        if i % 997 == 0 {
+            csv.push_str(&format!("not-a-number-{i},Bad\n"));
+            bad_lines.push(line);
+        } else if i % 1_500 == 1 {
+            csv.push_str("+12125550101,Dup\n"); // first at i = 1, then repeated
+        } else {
+            csv.push_str(&format!("+1212{:07},Row {i}\n", 5_000_000 + i));
+        }
+    }
+    let out = t.import_contacts(CAMPAIGN, "many.csv", &csv);
+    let reported: Vec<u32> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("many.csv:"))
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect();
+    let mut sorted = reported.clone();
+    sorted.sort_unstable();
+    assert_eq!(reported, sorted, "reports in file order:\n{}", out.stderr);
+    let rejected: Vec<u32> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not a valid phone number"))
+        .filter_map(|l| l.strip_prefix("many.csv:")?.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(rejected, bad_lines);
+    let dups: Vec<u32> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("duplicate"))
+        .filter_map(|l| l.strip_prefix("many.csv:")?.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(dups, vec![1_503, 3_003, 4_503], "{}", out.stderr);
+    assert_eq!(counts(&out), [4_991, 0, 0, 3, 6]);
+}
