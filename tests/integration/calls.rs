@@ -16,31 +16,31 @@ use serde_json::Value;
 // helpers
 
 /// A temporary test folder holding dialer.toml, campaigns, contacts and dialer.db.
-struct TestDir {
+pub(crate) struct TestDir {
     tmp: tempfile::TempDir,
 }
 
 impl TestDir {
-    fn new() -> TestDir {
+    pub(crate) fn new() -> TestDir {
         TestDir {
             tmp: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.path().join(name)
     }
 
-    fn write(&self, name: &str, text: &str) {
+    pub(crate) fn write(&self, name: &str, text: &str) {
         std::fs::write(self.file(name), text).expect("write test file");
     }
 
     /// `dialer --config <dir>/dialer.toml ARGS…`, run in the folder, without environment overrides.
-    fn dialer(&self, args: &[&str]) -> Command {
+    pub(crate) fn dialer(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dialer"));
         cmd.current_dir(self.path())
             .arg("--config")
@@ -90,7 +90,7 @@ impl TestDir {
         }
     }
 
-    fn db(&self) -> Connection {
+    pub(crate) fn db(&self) -> Connection {
         let conn = Connection::open(self.file("dialer.db")).expect("open dialer.db");
         conn.busy_timeout(Duration::from_secs(5))
             .expect("busy timeout");
@@ -229,7 +229,7 @@ fn http_post_form(url: &str, form: &[(String, String)], signature: Option<&str>)
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
 }

@@ -10,45 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use serde_json::Value;
 
-struct Dir {
-    tmp: tempfile::TempDir,
-}
+/// The end-to-end test folder of `calls`, with what the daemon tests add to it.
+use crate::calls::{TestDir as Dir, free_port};
 
 impl Dir {
-    fn new() -> Dir {
-        Dir {
-            tmp: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.file(name), text).expect("write test file");
-    }
-
-    fn dialer(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dialer"));
-        cmd.current_dir(self.path())
-            .arg("--config")
-            .arg(self.file("dialer.toml"))
-            .args(args)
-            .env_remove("TWILIO_ACCOUNT_SID")
-            .env_remove("TWILIO_AUTH_TOKEN")
-            .env_remove("DIALER_CONFIG")
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
     /// A CLI command that must succeed.
     fn ok(&self, args: &[&str]) {
         let out = self.dialer(args).output().expect("run dialer");
@@ -76,13 +43,6 @@ impl Dir {
         }
     }
 
-    fn db(&self) -> Connection {
-        let conn = Connection::open(self.file("dialer.db")).expect("open dialer.db");
-        conn.busy_timeout(Duration::from_secs(5))
-            .expect("busy timeout");
-        conn
-    }
-
     fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
     }
@@ -91,7 +51,13 @@ impl Dir {
     fn wait_for(&self, sql: &str, n: i64, limit: Duration, daemon: &mut Daemon) {
         let deadline = Instant::now() + limit;
         loop {
-            if self.file("dialer.db").exists() && self.count(sql) >= n {
+            // the file may exist before the daemon has created its tables: not yet
+            let counted: Option<i64> = self
+                .file("dialer.db")
+                .exists()
+                .then(|| self.db().query_row(sql, [], |r| r.get(0)).ok())
+                .flatten();
+            if counted.is_some_and(|c| c >= n) {
                 return;
             }
             if let Some(status) = daemon.child.try_wait().expect("poll daemon") {
@@ -261,11 +227,6 @@ fn try_get(url: &str) -> Option<(u16, String)> {
             let status = resp.status().as_u16();
             Some((status, resp.text().await.ok()?))
         })
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// dialer.toml with a fixed callback port, one declared campaign `c.json` + `c.csv`, and `tail`.
