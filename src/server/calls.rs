@@ -113,6 +113,26 @@ impl StepUrls for Urls<'_> {
     }
 }
 
+/// Runs `f` with the render context of this attempt: its fields, the campaign's voice, its URLs.
+fn with_context<T>(
+    state: &AppState,
+    campaign: &Campaign,
+    attempt: &AttemptRow,
+    f: impl FnOnce(&RenderContext<'_>) -> T,
+) -> T {
+    let fields = fields(attempt);
+    let urls = Urls {
+        state,
+        attempt: attempt.id,
+    };
+    f(&RenderContext {
+        fields: &fields,
+        voice: campaign.voice.as_deref(),
+        language: campaign.language.as_deref(),
+        urls: &urls,
+    })
+}
+
 /// Renders a step of the script, or hangs up when there is none.
 fn render(
     state: &AppState,
@@ -120,48 +140,29 @@ fn render(
     attempt: &AttemptRow,
     step: Option<&str>,
 ) -> String {
-    let fields = fields(attempt);
-    let urls = Urls {
-        state,
-        attempt: attempt.id,
-    };
-    let ctx = RenderContext {
-        fields: &fields,
-        voice: campaign.voice.as_deref(),
-        language: campaign.language.as_deref(),
-        urls: &urls,
-    };
-    match (&campaign.content, step) {
-        (Content::Script(s), Some(name)) => match s.steps.get(name) {
-            Some(step) => twiml::render_step(name, step, &ctx),
-            None => twiml::hangup(),
-        },
-        (Content::Script(_), None) => twiml::hangup(),
-        (Content::Message(m), _) => twiml::render_message(m, &ctx),
-        (Content::Draft, _) => twiml::hangup(),
-    }
+    with_context(state, campaign, attempt, |ctx| {
+        match (&campaign.content, step) {
+            (Content::Script(s), Some(name)) => match s.steps.get(name) {
+                Some(step) => twiml::render_step(name, step, ctx),
+                None => twiml::hangup(),
+            },
+            (Content::Script(_), None) => twiml::hangup(),
+            (Content::Message(m), _) => twiml::render_message(m, ctx),
+            (Content::Draft, _) => twiml::hangup(),
+        }
+    })
 }
 
+/// What an answering machine hears: the script's voicemail, the message, or nothing.
 fn voicemail(state: &AppState, campaign: &Campaign, attempt: &AttemptRow) -> String {
-    let fields = fields(attempt);
-    let urls = Urls {
-        state,
-        attempt: attempt.id,
-    };
-    let ctx = RenderContext {
-        fields: &fields,
-        voice: campaign.voice.as_deref(),
-        language: campaign.language.as_deref(),
-        urls: &urls,
-    };
-    match &campaign.content {
+    with_context(state, campaign, attempt, |ctx| match &campaign.content {
         Content::Script(Script {
             voicemail: Some(vm),
             ..
-        }) => twiml::render_voicemail(vm, &ctx),
-        Content::Message(m) => twiml::render_message(m, &ctx),
+        }) => twiml::render_voicemail(vm, ctx),
+        Content::Message(m) => twiml::render_message(m, ctx),
         _ => twiml::hangup(),
-    }
+    })
 }
 
 pub async fn voice(
