@@ -70,8 +70,8 @@ fn daemon(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM, then cancels `token`.
-async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
+/// Waits for the next SIGINT or SIGTERM.
+pub(crate) async fn next_signal() -> Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -85,23 +85,17 @@ async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")?;
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM, then cancels `token`; a second signal exits at once.
+async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
+    next_signal().await?;
     tracing::info!("stopping: no new calls; serving callbacks until calls in progress end");
     eprintln!("stopping: no new calls; waiting for calls in progress (signal again to exit now)");
     token.cancel();
     // a second signal: exit now; the next start reconciles the calls still open
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
+    next_signal().await?;
     eprintln!("exiting now; calls still open are reconciled on the next start");
     std::process::exit(1);
 }

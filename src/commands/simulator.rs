@@ -30,21 +30,9 @@ pub fn run(ctx: &Context, listen: &str) -> Result<()> {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = super::run::next_signal().await;
             stop.cancel();
         });
-        #[cfg(unix)]
-        {
-            let stop = shutdown.clone();
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                tokio::spawn(async move {
-                    term.recv().await;
-                    stop.cancel();
-                });
-            }
-        }
         crate::simulator::serve(listener, sim, shutdown)
             .await
             .context("simulator failed")
