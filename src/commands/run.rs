@@ -199,9 +199,7 @@ async fn batch(
         b
     });
 
-    let mut placed_attempts = Vec::new();
-    let mut placed_by_campaign: BTreeMap<String, u32> = BTreeMap::new();
-    let (mut refused, mut rate_limited_final, mut interrupted) = (0u32, 0u32, 0u32);
+    let mut tally = Tally::default();
     let mut tasks = tokio::task::JoinSet::new();
     let dialer = Arc::new(dialer);
     let campaigns: Arc<Vec<Loaded>> = Arc::new(loaded);
@@ -233,56 +231,29 @@ async fn batch(
         tasks.spawn(async move { (i, row.clone(), tries, d.place(&c[i].campaign, &row).await) });
         // collect finished placements without blocking the pacing
         while let Some(done) = tasks.try_join_next() {
-            handle_placed(
-                done?,
-                &campaigns,
-                &mut queue,
-                &mut placed_attempts,
-                &mut placed_by_campaign,
-                &mut refused,
-                &mut rate_limited_final,
-                &mut interrupted,
-            );
+            tally.record(done?, &campaigns, &mut queue);
         }
         if let Some(b) = &bar {
-            b.set_position((placed_attempts.len() + refused as usize) as u64);
+            b.set_position(tally.attempts.len() as u64);
         }
         if queue.is_empty() {
             while let Some(done) = tasks.join_next().await {
-                handle_placed(
-                    done?,
-                    &campaigns,
-                    &mut queue,
-                    &mut placed_attempts,
-                    &mut placed_by_campaign,
-                    &mut refused,
-                    &mut rate_limited_final,
-                    &mut interrupted,
-                );
+                tally.record(done?, &campaigns, &mut queue);
             }
         }
     }
     while let Some(done) = tasks.join_next().await {
-        handle_placed(
-            done?,
-            &campaigns,
-            &mut queue,
-            &mut placed_attempts,
-            &mut placed_by_campaign,
-            &mut refused,
-            &mut rate_limited_final,
-            &mut interrupted,
-        );
+        tally.record(done?, &campaigns, &mut queue);
     }
 
     // wait for the calls to end
     if let Some(b) = &bar {
         b.set_message("waiting for calls to end");
         b.set_position(0);
-        b.set_length(placed_attempts.len() as u64);
+        b.set_length(tally.attempts.len() as u64);
     }
     let deadline = Instant::now() + wait;
-    let ids: Arc<HashSet<i64>> = Arc::new(placed_attempts.iter().copied().collect());
+    let ids: Arc<HashSet<i64>> = Arc::new(tally.attempts.iter().copied().collect());
     loop {
         let open = count_open(&state, &ids).await;
         if let Some(b) = &bar {
@@ -304,9 +275,10 @@ async fn batch(
 
     // summary
     let store = state.db();
-    let (reasons, still_open) = summarize(&store, &placed_attempts)?;
-    let placed_total: u32 = placed_by_campaign.values().sum();
-    let per: Vec<String> = placed_by_campaign
+    let (reasons, still_open) = summarize(&store, &tally.attempts)?;
+    let placed_total: u32 = tally.by_campaign.values().sum();
+    let per: Vec<String> = tally
+        .by_campaign
         .iter()
         .map(|(n, c)| format!("{n}: {c}"))
         .collect();
@@ -328,18 +300,23 @@ async fn batch(
             humantime::format_duration(wait)
         );
     }
-    if refused > 0 {
+    if tally.refused > 0 {
         println!(
-            "{refused} call(s) refused by the carrier (see `dialer report export csv` for the error codes)"
+            "{} call(s) refused by the carrier (see `dialer report export csv` for the error codes)",
+            tally.refused
         );
     }
-    if rate_limited_final > 0 {
+    if tally.rate_limited > 0 {
         println!(
-            "{rate_limited_final} contact(s) not placed: the carrier kept answering 429/503; they stay due for the next run"
+            "{} contact(s) not placed: the carrier kept answering 429/503; they stay due for the next run",
+            tally.rate_limited
         );
     }
-    if interrupted > 0 {
-        println!("{interrupted} create request(s) got no answer and were reconciled");
+    if tally.interrupted > 0 {
+        println!(
+            "{} create request(s) got no answer and were reconciled",
+            tally.interrupted
+        );
     }
     for (name, why) in idle {
         println!("{name}: nothing due now — {why}");
@@ -347,34 +324,45 @@ async fn batch(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn handle_placed(
-    (i, row, tries, placed): (usize, crate::store::ContactRow, u32, Placed),
-    campaigns: &[Loaded],
-    queue: &mut VecDeque<(usize, crate::store::ContactRow, u32)>,
-    placed_attempts: &mut Vec<i64>,
-    by_campaign: &mut BTreeMap<String, u32>,
-    refused: &mut u32,
-    rate_limited: &mut u32,
-    interrupted: &mut u32,
-) {
-    let name = &campaigns[i].row.name;
-    match placed {
-        Placed::Created { attempt } => {
-            placed_attempts.push(attempt);
-            *by_campaign.entry(name.clone()).or_default() += 1;
+/// What the placements of one batch came to.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Every attempt that exists because of this run (created, refused or reconciled).
+    attempts: Vec<i64>,
+    by_campaign: BTreeMap<String, u32>,
+    refused: u32,
+    rate_limited: u32,
+    interrupted: u32,
+}
+
+impl Tally {
+    /// Counts one finished placement; a rate-limited contact goes back in the queue a few times.
+    fn record(
+        &mut self,
+        (i, row, tries, placed): (usize, crate::store::ContactRow, u32, Placed),
+        campaigns: &[Loaded],
+        queue: &mut VecDeque<(usize, crate::store::ContactRow, u32)>,
+    ) {
+        match placed {
+            Placed::Created { attempt } => {
+                self.attempts.push(attempt);
+                *self
+                    .by_campaign
+                    .entry(campaigns[i].row.name.clone())
+                    .or_default() += 1;
+            }
+            Placed::RateLimited if tries < MAX_REQUEUES => queue.push_back((i, row, tries + 1)),
+            Placed::RateLimited => self.rate_limited += 1,
+            Placed::Refused { attempt, .. } => {
+                self.attempts.push(attempt);
+                self.refused += 1;
+            }
+            Placed::Interrupted { attempt } => {
+                self.attempts.push(attempt);
+                self.interrupted += 1;
+            }
+            Placed::Skipped => {}
         }
-        Placed::RateLimited if tries < MAX_REQUEUES => queue.push_back((i, row, tries + 1)),
-        Placed::RateLimited => *rate_limited += 1,
-        Placed::Refused { attempt, .. } => {
-            placed_attempts.push(attempt);
-            *refused += 1;
-        }
-        Placed::Interrupted { attempt } => {
-            placed_attempts.push(attempt);
-            *interrupted += 1;
-        }
-        Placed::Skipped => {}
     }
 }
 
