@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use chrono::SecondsFormat;
 use indicatif::{ProgressBar, ProgressStyle};
+use rusqlite::OptionalExtension;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Loaded, load_campaigns};
@@ -464,20 +465,21 @@ fn explain_idle(
 fn summarize(store: &Store, ids: &[i64]) -> Result<(BTreeMap<String, u32>, u32)> {
     let mut reasons = BTreeMap::new();
     let mut open = 0;
+    let mut stmt = store
+        .conn()
+        .prepare_cached("SELECT ended_at IS NULL, reason FROM attempts WHERE id = ?1")?;
     for id in ids {
-        if let Some(a) = store.attempt(*id)? {
-            if a.ended_at.is_none() {
-                open += 1;
-            } else {
-                let r: Option<String> = store.conn().query_row(
-                    "SELECT reason FROM attempts WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )?;
+        let row: Option<(bool, Option<String>)> = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            Some((true, _)) => open += 1,
+            Some((false, reason)) => {
                 *reasons
-                    .entry(r.unwrap_or_else(|| "unknown".into()))
+                    .entry(reason.unwrap_or_else(|| "unknown".into()))
                     .or_default() += 1;
             }
+            None => {}
         }
     }
     Ok((reasons, open))
