@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example bench_callbacks [REQUESTS_PER_CONNECTION]`
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use dialer::clock::{Clock, SystemClock};
 use dialer::config::Secret;
-use dialer::server::{self, AppState};
-use dialer::store::{NewContact, Store};
+use dialer::server;
+use dialer::shared::Shared;
+use dialer::store::{Db, NewContact, StoreError};
 use dialer::twilio::signature;
 use tokio_util::sync::CancellationToken;
 
@@ -28,32 +29,34 @@ async fn main() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let now = SystemClock.now();
-    let mut store = Store::open(&dir.path().join("bench.db"))?;
-    let (cid, _) = store.upsert_campaign("b", r#"{"name": "b", "message": "hi"}"#, false, now)?;
-    let mut sink = store.import_sink(cid, "b.csv", None, now)?;
-    for i in 0..CONNECTIONS {
-        sink.add(&NewContact {
-            phone: format!("+1212555{:04}", 100 + i),
-            ext_id: None,
-            name: None,
-            zones: None,
-            fields: "{}".into(),
-        })?;
-    }
-    sink.finish(true)?;
-    let mut attempts = Vec::new();
-    for contact in 1..=CONNECTIONS as i64 {
-        let a = store.claim_attempt(contact, 0, now)?.expect("claimable");
-        let sid = format!("CA{:032x}", contact);
-        store.bind_call_sid(a.id, &sid)?;
-        attempts.push((a.id, sid));
-    }
+    let db = Db::open(&dir.path().join("bench.db"))?;
+    let attempts = db.write_blocking(move |tx| {
+        let (cid, _) = tx.upsert_campaign("b", r#"{"name": "b", "message": "hi"}"#, false, now)?;
+        let contacts: Vec<NewContact> = (0..CONNECTIONS)
+            .map(|i| NewContact {
+                phone: format!("+1212555{:04}", 100 + i),
+                ext_id: None,
+                name: None,
+                zones: None,
+                fields: "{}".into(),
+            })
+            .collect();
+        tx.import_contacts(cid, "b.csv", &contacts, now)?;
+        let mut attempts = Vec::new();
+        for contact in 1..=CONNECTIONS as i64 {
+            let a = tx.claim_attempt(contact, 0, now)?.expect("claimable");
+            let sid = format!("CA{:032x}", contact);
+            tx.bind_call_sid(a.id, &sid)?;
+            attempts.push((a.id, sid));
+        }
+        Ok::<_, StoreError>(attempts)
+    })?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let url = url::Url::parse(&base)?;
-    let state = AppState::new(
-        Arc::new(Mutex::new(store)),
+    let state = Shared::new(
+        db,
         &url,
         Secret::new(TOKEN),
         chrono_tz::UTC,

@@ -5,13 +5,14 @@
 //! `cargo run --release --example bench_tick [N]`
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dialer::clock::{Clock, SystemClock};
-use dialer::commands::load_campaign;
 use dialer::config::{Config, Env};
 use dialer::daemon::scheduler::CampaignState;
-use dialer::store::Store;
+use dialer::decision::Loaded;
+use dialer::store::{Db, Store};
 
 const DUE: i64 = 1_000;
 const ROUNDS: u32 = 50;
@@ -23,13 +24,16 @@ fn main() -> anyhow::Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let config = Config::parse(&dir.path().join("dialer.toml"), "", &Env::default())?;
-    let store = Store::open(&dir.path().join("bench.db"))?;
+    let path = dir.path().join("bench.db");
+    let db = Db::open(&path)?;
     let now = SystemClock.now();
     let campaign = r#"{"name": "tick", "message": "hi", "calling_hours_start": "00:00", "calling_hours_end": "24:00"}"#;
-    let (id, _) = store.upsert_campaign("tick", campaign, false, now)?;
+    let (id, _) = db.write_blocking(move |tx| tx.upsert_campaign("tick", campaign, false, now))?;
+    // bench data and the baseline query go straight to SQLite (a second connection)
+    let raw = rusqlite::Connection::open(&path)?;
     let started = Instant::now();
     // contacts 1..=DUE are due now; the rest wait for a retry an hour later, spread over zones
-    store.conn().execute_batch(&format!(
+    raw.execute_batch(&format!(
         "BEGIN;
          WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n})
          INSERT INTO contacts (campaign_id, phone, zones, next_attempt_at, attempts, created_at, updated_at)
@@ -47,12 +51,15 @@ fn main() -> anyhow::Result<()> {
         started.elapsed()
     );
 
+    let store = Store::open_reader(&path)?;
     let row = store.require_campaign("tick")?;
-    let mut state = CampaignState::new(load_campaign(&config, row)?, now);
+    let loaded = Loaded::load(row, config.dialer.default_timezone)?;
+    let mut state = CampaignState::new(Arc::new(loaded), now);
+    let cap = config.dialer.max_calls_per_number_per_day;
     let none = HashSet::new();
 
     let bare = time(|| {
-        let mut stmt = store.conn().prepare_cached(
+        let mut stmt = raw.prepare_cached(
             "SELECT id FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2
              ORDER BY next_attempt_at, id LIMIT ?3",
         )?;
@@ -63,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     let tick = time(|| {
-        let due = state.pick(&store, &config, now, &none, usize::MAX)?;
+        let due = state.pick(&store, cap, now, &none, usize::MAX)?;
         assert_eq!(due.len() as i64, DUE);
         Ok(())
     })?;

@@ -1,12 +1,89 @@
-//! Where stored rows meet the pure decision: builds a [`ContactView`] from a contact row and its
-//! campaign, and asks [`schedule::decide`]. `dialer plan` and the scheduler both come through here.
+//! Where stored rows meet the pure decision: a stored campaign validated again ([`Loaded`]),
+//! a [`ContactView`] built from a contact row, and [`schedule::decide`]. `dialer plan`, `run
+//! batch` and the daemon all come through [`Loaded::decide`].
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
+use crate::campaign::json::{self, Defaults};
 use crate::campaign::model::Campaign;
 use crate::schedule::{self, ContactView, Decision, Policy};
-use crate::store::{ContactRow, Store};
+use crate::store::{CampaignRow, ContactRow, Store, StoreError};
+
+/// A stored campaign, validated again against the current default time zone.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub row: CampaignRow,
+    pub campaign: Campaign,
+}
+
+impl Loaded {
+    pub fn load(row: CampaignRow, default_timezone: Tz) -> Result<Loaded, StoreError> {
+        match json::parse(
+            &row.config,
+            Defaults {
+                timezone: default_timezone,
+            },
+        ) {
+            Ok(parsed) => Ok(Loaded {
+                row,
+                campaign: parsed.campaign,
+            }),
+            Err(e) => Err(StoreError::BadStoredCampaign {
+                name: row.name,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> i64 {
+        self.row.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    /// Neither paused nor a draft.
+    pub fn active(&self) -> bool {
+        !self.row.paused && !self.campaign.is_draft()
+    }
+
+    /// The decision for one of its contacts at `at` (`daily_cap`: `dialer.max_calls_per_number_per_day`).
+    pub fn decide(
+        &self,
+        store: &Store,
+        daily_cap: Option<u32>,
+        row: &ContactRow,
+        at: DateTime<Utc>,
+    ) -> Result<Decision, StoreError> {
+        let zones = contact_zones(row, &self.campaign);
+        evaluate(
+            store,
+            &self.campaign,
+            self.row.paused,
+            daily_cap,
+            row,
+            &zones,
+            at,
+        )
+    }
+}
+
+/// The named campaign, or every campaign, loaded.
+pub fn load_campaigns(
+    store: &Store,
+    default_timezone: Tz,
+    name: Option<&str>,
+) -> Result<Vec<Loaded>, StoreError> {
+    let rows = match name {
+        Some(n) => vec![store.require_campaign(n)?],
+        None => store.campaigns()?,
+    };
+    rows.into_iter()
+        .map(|r| Loaded::load(r, default_timezone))
+        .collect()
+}
 
 /// The zones a contact is called in: its own (from import), else the campaign's.
 pub fn contact_zones(row: &ContactRow, campaign: &Campaign) -> Vec<Tz> {
@@ -25,7 +102,7 @@ pub fn contact_zones(row: &ContactRow, campaign: &Campaign) -> Vec<Tz> {
 }
 
 /// Decides for one stored contact at `at`.
-pub fn evaluate(
+fn evaluate(
     store: &Store,
     campaign: &Campaign,
     paused: bool,

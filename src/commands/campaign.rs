@@ -5,11 +5,12 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use super::{Context, Table, load_campaign, load_campaigns};
+use super::{Context, Table, load_campaigns};
 use crate::campaign::json::{self, Defaults, fmt_hhmm};
 use crate::campaign::model::{Campaign, Content};
 use crate::cli::CampaignCommand;
 use crate::config::Config;
+use crate::decision::Loaded;
 use crate::store::Store;
 
 pub fn run(ctx: &Context, cmd: CampaignCommand) -> Result<()> {
@@ -55,9 +56,9 @@ pub fn import(
     if let Some(c) = contacts {
         super::contacts::check_header(config, c)?;
     }
-    let store = ctx.store(config)?;
-    let name = &parsed.campaign.name;
-    let existing = store.campaign(name)?;
+    let db = ctx.db(config)?;
+    let name = parsed.campaign.name.clone();
+    let existing = db.read_blocking(|store| store.campaign(&name))?;
     if existing.is_some() && !replace && !idempotent {
         anyhow::bail!(
             "{}: campaign `{name}` already exists: use `--replace` to update its configuration (contacts and history are kept)",
@@ -65,7 +66,9 @@ pub fn import(
         );
     }
     let unchanged = existing.as_ref().is_some_and(|row| row.config == text);
-    let (id, existed) = store.upsert_campaign(name, &text, true, ctx.clock.now())?;
+    let now = ctx.clock.now();
+    let (n, t) = (name.clone(), text.clone());
+    let (id, existed) = db.write_blocking(move |tx| tx.upsert_campaign(&n, &t, true, now))?;
     if !(idempotent && unchanged) {
         for w in &parsed.warnings {
             eprintln!("warning: {}: {w}", file.display());
@@ -79,9 +82,9 @@ pub fn import(
         println!("{verb} campaign `{name}`{draft}");
     }
     if let Some(c) = contacts {
-        super::contacts::import(ctx, config, &store, id, c, false, false)?;
+        super::contacts::import(ctx, config, &db, id, c, false, false)?;
     }
-    warn_missing_fields(&store, id, &parsed.campaign, file)?;
+    db.read_blocking(|store| warn_missing_fields(store, id, &parsed.campaign, file))?;
     Ok(id)
 }
 
@@ -132,7 +135,7 @@ fn status(paused: bool, campaign: &Campaign) -> &'static str {
 }
 
 fn list(ctx: &Context, config: &Config) -> Result<()> {
-    let store = ctx.store(config)?;
+    let store = ctx.reader(config)?;
     let mut t = Table::new([
         "campaign",
         "status",
@@ -165,8 +168,11 @@ fn list(ctx: &Context, config: &Config) -> Result<()> {
 }
 
 fn show(ctx: &Context, config: &Config, name: &str) -> Result<()> {
-    let store = ctx.store(config)?;
-    let l = load_campaign(config, store.require_campaign(name)?)?;
+    let store = ctx.reader(config)?;
+    let l = Loaded::load(
+        store.require_campaign(name)?,
+        config.dialer.default_timezone,
+    )?;
     let c = &l.campaign;
     let r = &c.rules;
     let s = store.campaign_stats(l.row.id)?;
@@ -267,8 +273,11 @@ fn show(ctx: &Context, config: &Config, name: &str) -> Result<()> {
 }
 
 fn set_paused(ctx: &Context, config: &Config, name: &str, paused: bool) -> Result<()> {
-    let store = ctx.store(config)?;
-    let changed = store.set_paused(name, paused, ctx.clock.now())?;
+    let now = ctx.clock.now();
+    let n = name.to_owned();
+    let changed = ctx
+        .db(config)?
+        .write_blocking(move |tx| tx.set_paused(&n, paused, now))?;
     let word = if paused { "paused" } else { "resumed" };
     if changed {
         println!("campaign `{name}` {word}");

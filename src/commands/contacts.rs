@@ -13,10 +13,11 @@ use super::Context;
 use crate::campaign::contacts_csv::{ContactReader, CsvError, RawRow, Rejection};
 use crate::cli::ContactsCommand;
 use crate::config::Config;
-use crate::store::{ImportCounts, NewContact, Store};
+use crate::store::{ChunkOutcome, Db, DryRun, ImportCounts, ImportRun, NewContact, Store};
 
-/// Rows per transaction when not `--strict`/`--dry-run` (those use one transaction).
-const BATCH: u64 = 50_000;
+/// Rows per write job: each is one short transaction of the writer, so callbacks never wait
+/// long behind an import.
+const WRITE_CHUNK: usize = 4096;
 
 pub fn run(ctx: &Context, cmd: ContactsCommand) -> Result<()> {
     let ContactsCommand::Import {
@@ -27,9 +28,9 @@ pub fn run(ctx: &Context, cmd: ContactsCommand) -> Result<()> {
     } = cmd;
     let config = ctx.config()?;
     check_header(&config, &file)?;
-    let store = ctx.store(&config)?;
-    let row = store.require_campaign(&campaign)?;
-    import(ctx, &config, &store, row.id, &file, strict, dry_run).map(drop)
+    let db = ctx.db(&config)?;
+    let row = db.read_blocking(|store| store.require_campaign(&campaign))?;
+    import(ctx, &config, &db, row.id, &file, strict, dry_run).map(drop)
 }
 
 fn open(config: &Config, file: &Path) -> Result<ContactReader<BufReader<File>>> {
@@ -60,24 +61,87 @@ const WORKERS: usize = 2;
 /// Rows per chunk.
 const CHUNK: usize = 1024;
 
-/// Streams the file into the campaign: one thread reads, `WORKERS` threads parse and validate
-/// (the slow part: phone numbers), this one writes, in file order; bounded channels between them
-/// keep memory flat.
+/// Where validated rows go.
+enum Sink<'a> {
+    /// Nowhere: `--strict`'s first pass, which only looks for a bad row.
+    Check,
+    /// Counted against the database, nothing written (`--dry-run`).
+    Dry(DryRun<'a>),
+    /// Through the writer, a chunk per transaction.
+    Write { db: &'a Db, run: ImportRun },
+}
+
+impl Sink<'_> {
+    fn chunk(&mut self, rows: Vec<NewContact>) -> Result<ChunkOutcome> {
+        Ok(match self {
+            Sink::Check => ChunkOutcome::default(),
+            Sink::Dry(dry) => dry.chunk(&rows)?,
+            Sink::Write { db, run } => {
+                let run = *run;
+                db.write_blocking(move |tx| tx.import_chunk(&run, &rows))?
+            }
+        })
+    }
+}
+
+/// Imports a file into the campaign: with `--strict` the whole file is checked first (nothing
+/// is written when a row is bad); `--dry-run` counts without writing or taking a write lock.
 pub fn import(
     ctx: &Context,
     config: &Config,
-    store: &Store,
+    db: &Db,
     campaign_id: i64,
     file: &Path,
     strict: bool,
     dry_run: bool,
 ) -> Result<ImportCounts> {
+    let name = file.display().to_string();
+    if strict {
+        stream(ctx, config, file, true, &mut Sink::Check)?;
+    }
+    let counts = if dry_run {
+        let reader = Store::open_reader(db.path())?;
+        let mut sink = Sink::Dry(reader.dry_run(campaign_id)?);
+        stream(ctx, config, file, strict, &mut sink)?
+    } else {
+        let now = ctx.clock.now();
+        let file_name = name.clone();
+        let run = db.write_blocking(move |tx| tx.begin_import(campaign_id, &file_name, now))?;
+        let counts = stream(ctx, config, file, strict, &mut Sink::Write { db, run })?;
+        let done = ctx.clock.now();
+        db.write_blocking(move |tx| tx.finish_import(&run, done))?;
+        counts
+    };
+    println!(
+        "{name}: {} imported, {} updated, {} unchanged, {} duplicates, {} rejected{}",
+        counts.imported,
+        counts.updated,
+        counts.unchanged,
+        counts.duplicates,
+        counts.rejected,
+        if dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    Ok(counts)
+}
+
+/// Streams the file into `sink`: one thread reads, `WORKERS` threads parse and validate (the
+/// slow part: phone numbers), this one hands chunks to the sink in file order; bounded channels
+/// between them keep memory flat.
+fn stream(
+    ctx: &Context,
+    config: &Config,
+    file: &Path,
+    strict: bool,
+    sink: &mut Sink<'_>,
+) -> Result<ImportCounts> {
     let reader = open(config, file)?;
     let name = file.display().to_string();
     let bar = progress_bar(ctx, file);
-    let batch = if strict || dry_run { None } else { Some(BATCH) };
-    let mut sink = store.import_sink(campaign_id, &name, batch, ctx.clock.now())?;
-    let mut rejected = 0u64;
+    let mut counts = ImportCounts::default();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<()> {
         let stop = &stop;
@@ -106,6 +170,35 @@ pub fn import(
         }
         scope.spawn(move || read_chunks(reader, raw_txs, stop));
         let result = (|| -> Result<()> {
+            let mut pending: Vec<NewContact> = Vec::with_capacity(WRITE_CHUNK);
+            let mut lines: Vec<u64> = Vec::with_capacity(WRITE_CHUNK);
+            // rejections of the rows around the pending ones, reported with the chunk's
+            // duplicates in file order
+            let mut notes: Vec<(u64, String)> = Vec::new();
+            let mut flush = |pending: &mut Vec<NewContact>,
+                             lines: &mut Vec<u64>,
+                             notes: &mut Vec<(u64, String)>|
+             -> Result<ImportCounts> {
+                let rows = std::mem::replace(pending, Vec::with_capacity(WRITE_CHUNK));
+                let phones: Vec<(u64, String)> = lines
+                    .drain(..)
+                    .zip(rows.iter().map(|r| r.phone.clone()))
+                    .collect();
+                let out = sink.chunk(rows)?;
+                for i in out.duplicates {
+                    if let Some((line, phone)) = phones.get(i) {
+                        notes.push((
+                            *line,
+                            format!("duplicate of an earlier row ({phone}): kept once"),
+                        ));
+                    }
+                }
+                notes.sort_by_key(|(line, _)| *line);
+                for (line, note) in notes.drain(..) {
+                    eprintln!("{name}:{line}: {note}");
+                }
+                Ok(out.counts)
+            };
             for k in 0.. {
                 let Ok(msg) = out_rxs[k % WORKERS].recv() else {
                     break;
@@ -114,13 +207,10 @@ pub fn import(
                 for (line, row) in chunk {
                     match row {
                         Ok(contact) => {
-                            let before = sink.counts.duplicates;
-                            sink.add(&contact)?;
-                            if sink.counts.duplicates > before {
-                                eprintln!(
-                                    "{name}:{line}: duplicate of an earlier row ({}): kept once",
-                                    contact.phone
-                                );
+                            pending.push(contact);
+                            lines.push(line);
+                            if pending.len() >= WRITE_CHUNK {
+                                counts.add(&flush(&mut pending, &mut lines, &mut notes)?);
                             }
                         }
                         Err(rej) if strict => {
@@ -131,8 +221,8 @@ pub fn import(
                             );
                         }
                         Err(rej) => {
-                            rejected += 1;
-                            eprintln!("{name}:{}: {}", rej.line, rej.reason);
+                            counts.rejected += 1;
+                            notes.push((rej.line, rej.reason));
                         }
                     }
                 }
@@ -140,6 +230,7 @@ pub fn import(
                     b.set_position(position);
                 }
             }
+            counts.add(&flush(&mut pending, &mut lines, &mut notes)?);
             Ok(())
         })();
         // let the reader and workers finish early on an error
@@ -147,24 +238,9 @@ pub fn import(
         drop(out_rxs);
         result
     })?;
-    let mut counts = sink.finish(!dry_run)?;
-    counts.rejected = rejected;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    println!(
-        "{name}: {} imported, {} updated, {} unchanged, {} duplicates, {} rejected{}",
-        counts.imported,
-        counts.updated,
-        counts.unchanged,
-        counts.duplicates,
-        counts.rejected,
-        if dry_run {
-            " (dry run: nothing written)"
-        } else {
-            ""
-        }
-    );
     Ok(counts)
 }
 

@@ -18,18 +18,20 @@ pub fn run(ctx: &Context, cmd: DncCommand) -> Result<()> {
                 .iter()
                 .map(|n| normalize(&config, n))
                 .collect::<Result<Vec<_>>>()?;
+            let count = normalized.len();
+            let now = ctx.clock.now();
             let added = ctx
-                .store(&config)?
-                .dnc_add(&normalized, "cli", ctx.clock.now())?;
+                .db(&config)?
+                .write_blocking(move |tx| tx.dnc_add(&normalized, "cli", now))?;
             println!(
                 "{added} added to the do-not-call list ({} already on it)",
-                normalized.len() - added
+                count - added
             );
         }
         DncCommand::Import { file } => import(ctx, &config, &file)?,
         DncCommand::List => {
             let mut t = Table::new(["phone", "source", "added_at"]);
-            for (phone, source, at) in ctx.store(&config)?.dnc_list()? {
+            for (phone, source, at) in ctx.reader(&config)?.dnc_list()? {
                 t.row([
                     phone,
                     source,
@@ -40,7 +42,11 @@ pub fn run(ctx: &Context, cmd: DncCommand) -> Result<()> {
         }
         DncCommand::Remove { number } => {
             let n = normalize(&config, &number)?;
-            if ctx.store(&config)?.dnc_remove(&n)? {
+            let number = n.clone();
+            if ctx
+                .db(&config)?
+                .write_blocking(move |tx| tx.dnc_remove(&number))?
+            {
                 println!("{n} removed from the do-not-call list");
             } else {
                 anyhow::bail!("{n} is not on the do-not-call list (see `dialer dnc list`)");
@@ -98,12 +104,14 @@ fn import(ctx: &Context, config: &Config, file: &Path) -> Result<()> {
             }
         }
     }
+    let count = numbers.len();
+    let now = ctx.clock.now();
     let added = ctx
-        .store(config)?
-        .dnc_add(&numbers, "import", ctx.clock.now())?;
+        .db(config)?
+        .write_blocking(move |tx| tx.dnc_add(&numbers, "import", now))?;
     println!(
         "{name}: {added} added, {} already listed, {rejected} rejected",
-        numbers.len() - added
+        count - added
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand. Here: what they share (loading config, opening the store, loading
 //! stored campaigns, printing tables).
 
+mod batch;
 pub mod campaign;
 pub mod contacts;
 pub mod dnc;
@@ -8,20 +9,20 @@ pub mod init;
 pub mod plan;
 pub mod report;
 pub mod run;
+mod signals;
 pub mod simulator;
 mod table;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
-use crate::campaign::json::{self, Defaults};
-use crate::campaign::model::Campaign;
 use crate::cli::Cli;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Env};
-use crate::store::{CampaignRow, Store};
+use crate::decision::{self, Loaded};
+use crate::store::{Db, Store};
 
 pub use table::Table;
 
@@ -45,8 +46,19 @@ impl Context {
         Ok(Config::load(&self.config_path, &Env::from_process())?)
     }
 
-    pub fn store(&self, config: &Config) -> Result<Store> {
-        Ok(Store::open(&config.database)?)
+    /// The database for a command that changes it: the writer (which creates and migrates
+    /// the file) and readers.
+    pub fn db(&self, config: &Config) -> Result<Db> {
+        Ok(Db::open(&config.database)?)
+    }
+
+    /// A read connection, for commands that only read (the database is created and migrated
+    /// first when missing, so a new user's `plan` or `report` finds empty tables).
+    pub fn reader(&self, config: &Config) -> Result<Store> {
+        if !config.database.exists() {
+            drop(Db::open(&config.database)?);
+        }
+        Ok(Store::open_reader(&config.database)?)
     }
 
     /// Whether to draw progress bars (stderr is a terminal and not `-q`).
@@ -55,28 +67,13 @@ impl Context {
     }
 }
 
-/// A stored campaign, validated again against the current config defaults.
-pub struct Loaded {
-    pub row: CampaignRow,
-    pub campaign: Campaign,
-}
-
-pub fn load_campaign(config: &Config, row: CampaignRow) -> Result<Loaded> {
-    let parsed = json::parse(&row.config, Defaults { timezone: config.dialer.default_timezone })
-        .with_context(|| format!("stored campaign `{}` no longer validates; re-import it with `campaign import --replace`", row.name))?;
-    Ok(Loaded {
-        row,
-        campaign: parsed.campaign,
-    })
-}
-
-/// The named campaign, or every campaign.
+/// The named campaign, or every campaign, validated again against the config's defaults.
 pub fn load_campaigns(config: &Config, store: &Store, name: Option<&str>) -> Result<Vec<Loaded>> {
-    let rows = match name {
-        Some(n) => vec![store.require_campaign(n)?],
-        None => store.campaigns()?,
-    };
-    rows.into_iter().map(|r| load_campaign(config, r)).collect()
+    Ok(decision::load_campaigns(
+        store,
+        config.dialer.default_timezone,
+        name,
+    )?)
 }
 
 /// A command that a later version builds: says so and fails.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Context, Table, load_campaigns};
 use crate::cli::{PlanArgs, PlanFormat};
-use crate::decision::{contact_zones, evaluate};
+use crate::decision::contact_zones;
 
 const HEADER: [&str; 9] = [
     "campaign",
@@ -106,7 +106,7 @@ impl<W: Write> Sink<W> {
 pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
     let at = args.at.unwrap_or_else(|| ctx.clock.now());
     let config = ctx.config()?;
-    let store = ctx.store(&config)?;
+    let store = ctx.reader(&config)?;
     let campaigns = load_campaigns(&config, &store, args.campaign.as_deref())?;
     let stdout = std::io::stdout();
     let mut sink = Sink::new(args.format, std::io::BufWriter::new(stdout.lock()))?;
@@ -114,7 +114,7 @@ pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
     for l in &campaigns {
         store.for_each_contact(l.row.id, |row| {
             let zones = contact_zones(&row, &l.campaign);
-            let d = evaluate(&store, &l.campaign, l.row.paused, cap, &row, &zones, at)?;
+            let d = l.decide(&store, cap, &row, at)?;
             sink.push(&PlanRow {
                 campaign: &l.row.name,
                 contact: row.reference().to_owned(),

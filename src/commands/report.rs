@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             let range = report::parse_range(since.as_deref(), until.as_deref())?;
             let (since, until) = (range.since, range.until);
             let config = ctx.config()?;
-            let store = ctx.store(&config)?;
+            let store = ctx.reader(&config)?;
             let out = out.as_deref();
             if contacts {
                 let campaigns = load_campaigns(&config, &store, campaign.as_deref())?
@@ -135,7 +135,7 @@ fn bar(
 
 fn summary(ctx: &Context, campaign: Option<&str>, format: SummaryFormat) -> Result<()> {
     let config = ctx.config()?;
-    let store = ctx.store(&config)?;
+    let store = ctx.reader(&config)?;
     let rows = match campaign {
         Some(name) => vec![store.require_campaign(name)?],
         None => store.campaigns()?,

@@ -30,11 +30,16 @@ pub fn run(ctx: &Context, listen: &str) -> Result<()> {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let _ = super::run::next_signal().await;
+            let _ = super::signals::next_signal().await;
             stop.cancel();
         });
-        crate::simulator::serve(listener, sim, shutdown)
-            .await
-            .context("simulator failed")
+        crate::simulator::serve(
+            listener,
+            sim,
+            std::sync::Arc::new(crate::clock::SystemClock),
+            shutdown,
+        )
+        .await
+        .context("simulator failed")
     })
 }

@@ -1,26 +1,25 @@
-//! `dialer run daemon` (SPEC §5): one runtime serving the callbacks and running the scheduler
-//! loop until `shutdown` is cancelled, then a graceful drain. [`run`] is a library function:
-//! signal handling lives in the command, so tests can boot the daemon in-process.
+//! `dialer run daemon` (SPEC §5): the engine's [`Session`] serving callbacks, and the scheduler
+//! loop offering due contacts until `shutdown` is cancelled, then a graceful drain. [`run`] is a
+//! library function: signal handling lives in the command, so tests boot the daemon in-process.
 
 pub mod scheduler;
 pub mod status;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::commands::load_campaigns;
-use crate::commands::run::bind_server;
 use crate::config::Config;
-use crate::dialing::{Dialer, Placed, carrier, reconcile_open};
-use crate::server::{self, AppState};
-use crate::store::Store;
+use crate::dialing::Placed;
+use crate::engine::{Offer, Placement, RECONCILE_EVERY, Session, interleave};
+use crate::store::{ContactRow, StoreError};
 
 use scheduler::CampaignState;
 use status::{Line, Status, mask};
@@ -31,14 +30,30 @@ const ROUND: usize = 16;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How often CLI changes (pause, resume, imports, DNC) are looked for while idle.
 const POLL: Duration = Duration::from_millis(500);
-/// How often attempts open for too long (lost callbacks) are reconciled.
-const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How long a campaign held by its own concurrency cap waits before it is offered again (a
+/// freed slot wakes the loop sooner).
+const HELD_RETRY: Duration = Duration::from_millis(250);
 
 /// How the daemon runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Draw the live status lines (stderr is a terminal).
     pub progress: bool,
+    /// Where to report what the daemon does (tests wait on these instead of sleeping).
+    pub events: Option<UnboundedSender<Event>>,
+}
+
+/// What the daemon reports on [`Options::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The callback server is serving on this base URL.
+    Listening { public_url: String },
+    /// The campaigns were (re)loaded from the database.
+    Loaded { campaigns: Vec<String> },
+    /// A call was created for this campaign.
+    Placed { campaign: String, attempt: i64 },
+    /// A round found nothing to offer; the loop sleeps until `until` (or a change).
+    Idle { until: Option<DateTime<Utc>> },
 }
 
 /// What a daemon run did.
@@ -63,118 +78,94 @@ pub async fn run(
     shutdown: CancellationToken,
     options: Options,
 ) -> Result<Summary> {
-    let store = Store::open(&config.database)?;
-    let db = Arc::new(Mutex::new(store));
-    let carrier = carrier::start(config).await?;
-    let (listener, public_url) = bind_server(config).await?;
-    let state = AppState::new(
-        db,
-        &public_url,
-        carrier.auth_token.clone(),
-        config.dialer.default_timezone,
-        clock.clone(),
+    let session = Session::start(config, clock).await?;
+    let events = options.events;
+    emit(
+        events.as_ref(),
+        Event::Listening {
+            public_url: session.shared().public_url.to_string(),
+        },
     );
-    let stop_server = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, state.clone(), stop_server.clone()));
-    tracing::info!(%public_url, "callback server listening");
-
     let mut summary = Summary {
-        reconciled: reconcile_open(&state, &carrier.client).await,
+        reconciled: session.reconciled,
         ..Summary::default()
     };
-    if summary.reconciled > 0 {
-        tracing::info!(
-            count = summary.reconciled,
-            "reconciled attempts left open by an earlier run"
-        );
-    }
-    let dialer = Arc::new(Dialer::new(
-        state.clone(),
-        carrier.client.clone(),
-        config.twilio.from.clone(),
-        config.dialer.calls_per_second,
-        config.dialer.max_concurrent_calls,
-    ));
     let mut sched = Scheduler {
-        config,
-        state: state.clone(),
-        clock,
+        session: &session,
+        daily_cap: config.dialer.max_calls_per_number_per_day,
         campaigns: Vec::new(),
-        data_version: None,
+        version: None,
         pending: HashSet::new(),
+        held: HashMap::new(),
         tasks: JoinSet::new(),
         status: Status::new(options.progress),
         last_status: None,
         last_reconcile: Instant::now(),
         summary: &mut summary,
+        events,
     };
-    let looped = sched.run_loop(&dialer, &shutdown).await;
-    sched.drain().await;
+    let looped = sched.run_loop(&shutdown).await;
+    let drained = sched.drain().await;
     sched.status.clear();
     drop(sched);
-
-    let grace = Instant::now() + config.dialer.shutdown_grace;
-    let open = loop {
-        let open = count_open(&state).await;
-        if open == 0 || Instant::now() >= grace {
-            break open;
-        }
-        if open > 0 {
-            tracing::info!(open, "waiting for calls in progress to end");
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), state.call_ended.notified()).await;
-    };
-    summary.left_open = open;
-    stop_server.cancel();
-    let _ = server.await;
-    if let Some(sim) = carrier.simulator {
-        let _ = sim.shutdown().await;
+    if session.shared().in_flight.total() > 0 {
+        tracing::info!(
+            open = session.shared().in_flight.total(),
+            "waiting for calls in progress to end"
+        );
     }
+    summary.left_open = session
+        .wait_for_calls(None, config.dialer.shutdown_grace)
+        .await;
+    session.close().await;
     looped?;
+    drained?;
     Ok(summary)
 }
 
-async fn count_open(state: &AppState) -> u32 {
-    let s = state.clone();
-    tokio::task::spawn_blocking(move || s.db().count_open_attempts(None).unwrap_or(0))
-        .await
-        .unwrap_or(0)
+fn emit(events: Option<&UnboundedSender<Event>>, event: Event) {
+    if let Some(tx) = events {
+        let _ = tx.send(event);
+    }
 }
 
-type Done = (i64, i64, String, Placed);
-
 struct Scheduler<'a> {
-    config: &'a Config,
-    state: AppState,
-    clock: Arc<dyn Clock>,
+    session: &'a Session,
+    daily_cap: Option<u32>,
     campaigns: Vec<CampaignState>,
-    data_version: Option<i64>,
+    /// The database's change counter when the campaigns were loaded.
+    version: Option<i64>,
     /// Contacts whose placement task has not finished.
     pending: HashSet<i64>,
-    tasks: JoinSet<Done>,
+    /// Campaigns held by their own caps, until the instant given.
+    held: HashMap<i64, Instant>,
+    tasks: JoinSet<Placement>,
     status: Status,
     last_status: Option<Instant>,
     last_reconcile: Instant,
     summary: &'a mut Summary,
+    events: Option<UnboundedSender<Event>>,
 }
 
 impl Scheduler<'_> {
-    async fn run_loop(&mut self, dialer: &Arc<Dialer>, shutdown: &CancellationToken) -> Result<()> {
+    async fn run_loop(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let flight = self.session.shared().in_flight.clone();
         'outer: while !shutdown.is_cancelled() {
-            let ended = self.state.call_ended.clone();
-            let notified = ended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let freed = flight.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
 
-            self.refresh()?;
-            self.reconcile_stale(dialer).await;
-            self.collect_finished();
-            self.show_status(false)?;
+            self.refresh().await?;
+            self.reconcile_stale().await?;
+            self.collect_finished()?;
+            self.show_status(false).await?;
 
-            let now = self.clock.now();
-            let work = self.pick(now)?;
+            let now = self.session.now();
+            self.held.retain(|_, until| *until > Instant::now());
+            let work = self.pick(now).await?;
             if work.is_empty() {
-                let wake = self.wake_at(now)?;
+                let wake = self.wake_at(now).await?;
+                emit(self.events.as_ref(), Event::Idle { until: wake });
                 let sleep = wake
                     .and_then(|w| (w - now).to_std().ok())
                     .unwrap_or(MAX_SLEEP)
@@ -184,16 +175,19 @@ impl Scheduler<'_> {
                     tokio::select! {
                         _ = shutdown.cancelled() => break 'outer,
                         _ = tokio::time::sleep_until(deadline) => break,
-                        _ = &mut notified => break,
+                        _ = &mut freed => {
+                            self.held.clear();
+                            break;
+                        }
                         Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                            self.finished(done);
+                            self.finished(done)?;
                             break;
                         }
                         _ = tokio::time::sleep(POLL) => {
-                            if self.changed()? {
+                            if self.changed().await? {
                                 break;
                             }
-                            self.show_status(false)?;
+                            self.show_status(false).await?;
                         }
                     }
                 }
@@ -201,138 +195,153 @@ impl Scheduler<'_> {
             }
 
             for (campaign_id, row) in work {
-                let Some(campaign) = self
-                    .campaign(campaign_id)
-                    .map(|c| c.loaded.campaign.clone())
-                else {
+                if self.held.contains_key(&campaign_id) {
                     continue;
-                };
-                tokio::select! {
-                    _ = dialer.ready(campaign_id, &campaign) => {}
-                    _ = shutdown.cancelled() => break 'outer,
                 }
-                // a CLI change (pause, DNC) or a callback may have moved the contact meanwhile
-                self.refresh()?;
-                let now = self.clock.now();
-                let fresh =
-                    {
-                        let db = self.state.db();
-                        match (self.campaign(campaign_id), db.contact(row.id)?) {
-                            (Some(c), Some(r)) => {
-                                scheduler::is_due(&db, self.config, &c.loaded, &r, now)?
-                                    .then_some((r, c.loaded.campaign.clone(), c.name().to_owned()))
-                            }
-                            _ => None,
-                        }
-                    };
-                let Some((row, campaign, name)) = fresh else {
+                let Some(loaded) = self.campaign(campaign_id).map(|c| c.loaded.clone()) else {
                     continue;
                 };
-                self.pending.insert(row.id);
-                let d = dialer.clone();
-                self.tasks.spawn(async move {
-                    let placed = d.place(&campaign, &row).await;
-                    if let Placed::Created { attempt } = placed {
-                        tracing::info!(campaign = %name, attempt, to = %mask(&row.phone), "call placed");
+                let contact = row.id;
+                match self
+                    .session
+                    .offer(&loaded, row, &mut self.tasks, shutdown)
+                    .await?
+                {
+                    Offer::Placing => {
+                        self.pending.insert(contact);
                     }
-                    (campaign_id, row.id, name, placed)
-                });
-                self.collect_finished();
-                self.show_status(false)?;
+                    Offer::Held(wait) => {
+                        let until = Instant::now() + wait.unwrap_or(HELD_RETRY);
+                        self.held.insert(campaign_id, until);
+                    }
+                    Offer::NotDue => {}
+                    Offer::Stopped => break 'outer,
+                }
+                self.collect_finished()?;
+                self.show_status(false).await?;
             }
+            // a CLI change (pause, DNC) is seen before the next round
+            self.refresh().await?;
         }
         Ok(())
     }
 
     /// Waits for the placements under way (each stores its SID or settles its attempt).
-    async fn drain(&mut self) {
+    async fn drain(&mut self) -> Result<()> {
         while let Some(done) = self.tasks.join_next().await {
-            self.finished(done);
+            self.finished(done)?;
         }
-        let _ = self.show_status(true);
+        self.show_status(true).await
     }
 
-    fn collect_finished(&mut self) {
+    fn collect_finished(&mut self) -> Result<()> {
         while let Some(done) = self.tasks.try_join_next() {
-            self.finished(done);
+            self.finished(done)?;
         }
+        Ok(())
     }
 
-    fn finished(&mut self, done: Result<Done, tokio::task::JoinError>) {
-        let Ok((_, contact, name, placed)) = done else {
-            tracing::error!("a placement task failed");
-            return;
-        };
-        self.pending.remove(&contact);
-        match placed {
-            Placed::Created { .. } | Placed::Interrupted { .. } => {
+    /// Counts a finished placement; a store failure stops the daemon.
+    fn finished(&mut self, done: Result<Placement, tokio::task::JoinError>) -> Result<()> {
+        let done = done?;
+        self.pending.remove(&done.contact.id);
+        let name = done.campaign.name().to_owned();
+        match done.placed? {
+            Placed::Created { attempt } => {
+                tracing::info!(campaign = %name, attempt, to = %mask(&done.contact.phone), "call placed");
+                emit(
+                    self.events.as_ref(),
+                    Event::Placed {
+                        campaign: name.clone(),
+                        attempt,
+                    },
+                );
                 *self.summary.placed.entry(name).or_default() += 1;
             }
+            Placed::Interrupted { .. } => *self.summary.placed.entry(name).or_default() += 1,
             Placed::Refused { .. } => self.summary.refused += 1,
             Placed::RateLimited | Placed::Skipped => {}
         }
+        Ok(())
     }
 
     fn campaign(&self, id: i64) -> Option<&CampaignState> {
         self.campaigns.iter().find(|c| c.id() == id)
     }
 
-    /// Up to [`ROUND`] contacts of every campaign, interleaved.
-    fn pick(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, crate::store::ContactRow)>> {
-        let db = self.state.db();
-        let mut lists = Vec::new();
-        for c in &mut self.campaigns {
-            let rows = c.pick(&db, self.config, now, &self.pending, ROUND)?;
-            lists.push((c.id(), rows.into_iter()));
-        }
-        let mut out = Vec::new();
-        loop {
-            let before = out.len();
-            for (id, rows) in &mut lists {
-                if let Some(r) = rows.next() {
-                    out.push((*id, r));
+    /// Up to [`ROUND`] contacts of every campaign not held, interleaved.
+    async fn pick(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, ContactRow)>> {
+        let mut campaigns = std::mem::take(&mut self.campaigns);
+        let pending = self.pending.clone();
+        let held: HashSet<i64> = self.held.keys().copied().collect();
+        let cap = self.daily_cap;
+        let (campaigns, work) = self
+            .session
+            .shared()
+            .db
+            .read(move |db| {
+                let mut lists = Vec::new();
+                for c in campaigns.iter_mut().filter(|c| !held.contains(&c.id())) {
+                    let rows = c.pick(db, cap, now, &pending, ROUND)?;
+                    lists.push((c.id(), rows.into_iter()));
                 }
-            }
-            if out.len() == before {
-                return Ok(out);
-            }
-        }
+                Ok::<_, StoreError>((campaigns, interleave(lists)))
+            })
+            .await?;
+        self.campaigns = campaigns;
+        Ok(work)
     }
 
-    fn wake_at(&mut self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let db = self.state.db();
-        let mut wake: Option<DateTime<Utc>> = None;
-        for c in &mut self.campaigns {
-            if let Some(t) = c.wake_at(&db, now)? {
-                wake = Some(wake.map_or(t, |w| w.min(t)));
-            }
-        }
-        Ok(wake)
+    /// The earliest instant worth waking for: any campaign's next wake-up or the release of a
+    /// held campaign.
+    async fn wake_at(&mut self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let mut campaigns = std::mem::take(&mut self.campaigns);
+        let (campaigns, wake) = self
+            .session
+            .shared()
+            .db
+            .read(move |db| {
+                let mut wake: Option<DateTime<Utc>> = None;
+                for c in &mut campaigns {
+                    if let Some(t) = c.wake_at(db, now)? {
+                        wake = Some(wake.map_or(t, |w| w.min(t)));
+                    }
+                }
+                Ok::<_, StoreError>((campaigns, wake))
+            })
+            .await?;
+        self.campaigns = campaigns;
+        let released = self.held.values().min().map(|until| {
+            now + chrono::Duration::from_std(until.saturating_duration_since(Instant::now()))
+                .unwrap_or_default()
+        });
+        Ok([wake, released].into_iter().flatten().min())
     }
 
-    /// Whether another process changed the database since the last look.
-    fn changed(&mut self) -> Result<bool> {
-        let v: i64 = self
-            .state
-            .db()
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        Ok(self.data_version != Some(v))
+    /// Whether campaigns, the DNC list or imports changed (in any process) since the last load.
+    async fn changed(&mut self) -> Result<bool> {
+        let v = self
+            .session
+            .shared()
+            .db
+            .read(|db| db.change_version())
+            .await?;
+        Ok(self.version != Some(v))
     }
 
-    /// Reloads the campaigns when another process changed the database (or on first use).
-    fn refresh(&mut self) -> Result<()> {
-        if !self.changed()? {
+    /// Reloads the campaigns when the database changed (or on first use).
+    async fn refresh(&mut self) -> Result<()> {
+        let version = self
+            .session
+            .shared()
+            .db
+            .read(|db| db.change_version())
+            .await?;
+        if self.version == Some(version) {
             return Ok(());
         }
-        let now = self.clock.now();
-        let db = self.state.db();
-        let v: i64 = db
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        let loaded = load_campaigns(self.config, &db, None)?;
-        drop(db);
-        self.state.forget_campaigns();
+        let now = self.session.now();
+        let loaded = self.session.campaigns(None).await?;
         let mut old: Vec<CampaignState> = std::mem::take(&mut self.campaigns);
         for l in loaded {
             let mut c = CampaignState::new(l, now);
@@ -341,40 +350,31 @@ impl Scheduler<'_> {
             }
             self.campaigns.push(c);
         }
-        if self.data_version.is_some() {
-            tracing::debug!("database changed by another process; campaigns reloaded");
+        if self.version.is_some() {
+            tracing::debug!("database changed; campaigns reloaded");
         }
-        self.data_version = Some(v);
+        self.version = Some(version);
+        emit(
+            self.events.as_ref(),
+            Event::Loaded {
+                campaigns: self.campaigns.iter().map(|c| c.name().to_owned()).collect(),
+            },
+        );
         Ok(())
     }
 
-    /// Reconciles attempts open longer than ring timeout + max duration + 60 s (lost callbacks).
-    async fn reconcile_stale(&mut self, dialer: &Dialer) {
+    /// Every [`RECONCILE_EVERY`]: reconciles attempts whose callbacks were lost.
+    async fn reconcile_stale(&mut self) -> Result<()> {
         if self.last_reconcile.elapsed() < RECONCILE_EVERY {
-            return;
+            return Ok(());
         }
         self.last_reconcile = Instant::now();
-        let now = self.clock.now();
-        let stale: Vec<_> = {
-            let db = self.state.db();
-            let Ok(open) = db.open_attempts() else { return };
-            open.into_iter()
-                .filter_map(|a| {
-                    let c = self.state.campaign(&db, a.campaign_id).ok()?;
-                    let limit = i64::from(c.ring_timeout) + i64::from(c.max_call_duration) + 60;
-                    ((now - a.started_at).num_seconds() > limit).then(|| (a, c.rules.clone()))
-                })
-                .collect()
-        };
-        for (a, rules) in stale {
-            if crate::dialing::reconcile_one(&self.state, &dialer.client, a, &rules).await {
-                self.summary.reconciled += 1;
-            }
-        }
+        self.summary.reconciled += self.session.reconcile_stale().await?;
+        Ok(())
     }
 
     /// Redraws the status lines (at most once a second unless `force`).
-    fn show_status(&mut self, force: bool) -> Result<()> {
+    async fn show_status(&mut self, force: bool) -> Result<()> {
         if !self.status.enabled() {
             return Ok(());
         }
@@ -386,28 +386,42 @@ impl Scheduler<'_> {
             return Ok(());
         }
         self.last_status = Some(Instant::now());
-        let now = self.clock.now();
-        let db = self.state.db();
-        let mut lines = Vec::new();
-        for c in &mut self.campaigns {
-            let stats = db.campaign_stats(c.id())?;
-            let next = if c.loaded.campaign.schedule.is_some() {
-                c.next_fire.map(|t| ("next wave", t))
-            } else {
-                c.wake_at(&db, now)?.map(|t| ("next", t))
-            };
+        let now = self.session.now();
+        let mut campaigns = std::mem::take(&mut self.campaigns);
+        let (campaigns, rows) = self
+            .session
+            .shared()
+            .db
+            .read(move |db| {
+                let mut rows = Vec::new();
+                for c in &mut campaigns {
+                    let stats = db.campaign_stats(c.id())?;
+                    let next = if c.loaded.campaign.schedule.is_some() {
+                        c.next_fire.map(|t| ("next wave", t))
+                    } else {
+                        c.wake_at(db, now)?.map(|t| ("next", t))
+                    };
+                    rows.push((
+                        c.id(),
+                        c.name().to_owned(),
+                        c.loaded.row.paused,
+                        stats,
+                        next,
+                    ));
+                }
+                Ok::<_, StoreError>((campaigns, rows))
+            })
+            .await?;
+        self.campaigns = campaigns;
+        for (id, name, paused, stats, next) in rows {
             let line = Line {
-                placed: self.summary.placed.get(c.name()).copied().unwrap_or(0),
+                placed: self.summary.placed.get(&name).copied().unwrap_or(0),
                 in_flight: stats.in_flight,
                 completed: stats.completed,
                 open: stats.open,
-                paused: c.loaded.row.paused,
+                paused,
                 next,
             };
-            lines.push((c.id(), c.name().to_owned(), line));
-        }
-        drop(db);
-        for (id, name, line) in lines {
             self.status.show(id, &name, &line);
         }
         Ok(())

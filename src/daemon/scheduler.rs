@@ -1,25 +1,21 @@
-//! The scheduler's decisions over the store: which contacts of a campaign to place now (the
-//! indexed due query confirmed by `decide`), cron waves, and when to wake up next.
+//! A campaign as the daemon's loop sees it: its loaded rules, its cron wave, and when it may
+//! next have a contact to place. The decisions themselves are the engine's (`due_contacts`) and
+//! `schedule`'s pure wake-up arithmetic (`next_wake`, `next_fire`).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::campaign::model::Campaign;
-use crate::commands::Loaded;
-use crate::config::Config;
-use crate::decision::{contact_zones, evaluate};
-use crate::schedule::{in_window, next_window_start};
-use crate::store::{ContactRow, Store, secs};
-
-/// Rows read from the due index per look; the due ones among them are kept.
-const SCAN: u32 = 10_000;
+use crate::decision::Loaded;
+use crate::engine::due_contacts;
+use crate::schedule::{next_fire, next_wake};
+use crate::store::{ContactRow, Store, StoreError};
 
 /// A campaign as the scheduler sees it: the stored row and rules, plus its cron wave state.
 pub struct CampaignState {
-    pub loaded: Loaded,
+    pub loaded: Arc<Loaded>,
     /// The distinct zone sets of its open contacts (a superset is fine); `None` = not read yet.
     zone_sets: Option<Vec<Vec<Tz>>>,
     /// The next cron fire time (campaigns with a `schedule`).
@@ -29,8 +25,8 @@ pub struct CampaignState {
 }
 
 impl CampaignState {
-    pub fn new(loaded: Loaded, now: DateTime<Utc>) -> Self {
-        let next_fire = next_fire(&loaded.campaign, now, true);
+    pub fn new(loaded: Arc<Loaded>, now: DateTime<Utc>) -> Self {
+        let next_fire = fire_after(&loaded, now, true);
         Self {
             loaded,
             zone_sets: None,
@@ -48,15 +44,11 @@ impl CampaignState {
     }
 
     pub fn id(&self) -> i64 {
-        self.loaded.row.id
+        self.loaded.id()
     }
 
     pub fn name(&self) -> &str {
-        &self.loaded.row.name
-    }
-
-    fn active(&self) -> bool {
-        !self.loaded.row.paused && !self.loaded.campaign.is_draft()
+        self.loaded.name()
     }
 
     /// Up to `limit` contacts to place now, skipping `pending` ones. A cron campaign first
@@ -64,27 +56,27 @@ impl CampaignState {
     pub fn pick(
         &mut self,
         db: &Store,
-        config: &Config,
+        daily_cap: Option<u32>,
         now: DateTime<Utc>,
         pending: &HashSet<i64>,
         limit: usize,
-    ) -> Result<Vec<ContactRow>> {
-        if !self.active() {
+    ) -> Result<Vec<ContactRow>, StoreError> {
+        if !self.loaded.active() {
             self.wave.clear();
             return Ok(Vec::new());
         }
         if self.loaded.campaign.schedule.is_none() {
-            return due_now(db, config, &self.loaded, now, pending, limit);
+            return due_contacts(db, &self.loaded, daily_cap, now, pending, limit);
         }
         if let Some(fire) = self.next_fire
             && now >= fire
         {
-            let due = due_now(db, config, &self.loaded, now, pending, usize::MAX)?;
+            let due = due_contacts(db, &self.loaded, daily_cap, now, pending, usize::MAX)?;
             tracing::info!(campaign = %self.name(), contacts = due.len(), "cron wave");
             let queued: HashSet<i64> = self.wave.iter().copied().collect();
             self.wave
                 .extend(due.iter().map(|c| c.id).filter(|id| !queued.contains(id)));
-            self.next_fire = next_fire(&self.loaded.campaign, now, false);
+            self.next_fire = fire_after(&self.loaded, now, false);
         }
         let mut out = Vec::new();
         while out.len() < limit {
@@ -102,144 +94,48 @@ impl CampaignState {
     }
 
     /// The earliest instant after `now` at which a contact of this campaign may become due.
-    pub fn wake_at(&mut self, db: &Store, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        if !self.active() {
+    pub fn wake_at(
+        &mut self,
+        db: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if !self.loaded.active() {
             return Ok(None);
         }
         if self.loaded.campaign.schedule.is_some() {
             return Ok(self.next_fire);
         }
-        let id = self.id();
-        let retry: Option<i64> = db.conn().query_row(
-            "SELECT min(next_attempt_at) FROM contacts
-             WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at > ?2",
-            rusqlite::params![id, secs(now)],
-            |r| r.get(0),
-        )?;
+        let retry = db.earliest_retry(self.id(), now)?;
         if self.zone_sets.is_none() {
-            self.zone_sets = Some(zone_sets(db, id, &self.loaded.campaign)?);
+            self.zone_sets = Some(zone_sets(db, &self.loaded)?);
         }
         let sets = self.zone_sets.as_deref().unwrap_or_default();
-        Ok(next_wake(
-            &self.loaded.campaign,
-            sets,
-            retry.map(crate::store::instant),
-            now,
-        ))
+        Ok(next_wake(&self.loaded.campaign.rules, sets, retry, now))
     }
 }
 
-/// PURE: the earliest instant after `now` worth waking for in a campaign without a schedule:
-/// its start, the earliest future retry, and each zone set's next window opening (when the
-/// window is closed now). `None` when nothing can become due without a change.
-pub fn next_wake(
-    campaign: &Campaign,
-    zone_sets: &[Vec<Tz>],
-    earliest_retry: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let rules = &campaign.rules;
-    if rules.end_at.is_some_and(|end| now >= end) {
-        return None;
+/// The campaign's next cron fire time after (or at) `now`.
+fn fire_after(loaded: &Loaded, now: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+    let schedule = loaded.campaign.schedule.as_ref()?;
+    let next = next_fire(schedule, loaded.campaign.rules.timezone, now, inclusive);
+    if next.is_none() {
+        tracing::warn!(campaign = %loaded.name(), schedule = %schedule.source, "schedule has no next fire time");
     }
-    let from = rules.start_at.map_or(now, |s| s.max(now));
-    let mut candidates: Vec<DateTime<Utc>> = Vec::new();
-    if from > now {
-        candidates.push(from);
-    }
-    candidates.extend(earliest_retry.filter(|&t| t > now));
-    for zones in zone_sets {
-        if !in_window(rules, zones, from)
-            && let Some(t) = next_window_start(rules, zones, from)
-        {
-            candidates.push(t);
-        }
-    }
-    candidates
-        .into_iter()
-        .filter(|&t| rules.end_at.is_none_or(|end| t < end))
-        .min()
-}
-
-/// The next fire time of a campaign's `schedule`, evaluated in the campaign's time zone.
-pub fn next_fire(
-    campaign: &Campaign,
-    now: DateTime<Utc>,
-    inclusive: bool,
-) -> Option<DateTime<Utc>> {
-    let schedule = campaign.schedule.as_ref()?;
-    let local = now.with_timezone(&campaign.rules.timezone);
-    match schedule.cron.find_next_occurrence(&local, inclusive) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(e) => {
-            tracing::warn!(campaign = %campaign.name, error = %e, "schedule has no next fire time");
-            None
-        }
-    }
-}
-
-/// The campaign's contacts due at `now` (not in `pending`), from the indexed query, each
-/// confirmed by `decide`; at most `limit`.
-pub fn due_now(
-    db: &Store,
-    config: &Config,
-    l: &Loaded,
-    now: DateTime<Utc>,
-    pending: &HashSet<i64>,
-    limit: usize,
-) -> Result<Vec<ContactRow>> {
-    let mut out = Vec::new();
-    let scan = SCAN.saturating_add(u32::try_from(pending.len()).unwrap_or(u32::MAX));
-    for row in db.due_contacts(l.row.id, now, scan)? {
-        if pending.contains(&row.id) {
-            continue;
-        }
-        if is_due(db, config, l, &row, now)? {
-            out.push(row);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Whether one contact is due at `now` under the campaign as loaded.
-pub fn is_due(
-    db: &Store,
-    config: &Config,
-    l: &Loaded,
-    row: &ContactRow,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let zones = contact_zones(row, &l.campaign);
-    Ok(evaluate(
-        db,
-        &l.campaign,
-        l.row.paused,
-        config.dialer.max_calls_per_number_per_day,
-        row,
-        &zones,
-        now,
-    )?
-    .is_due())
+    next
 }
 
 /// The distinct zone sets of a campaign's open contacts.
-fn zone_sets(db: &Store, campaign_id: i64, campaign: &Campaign) -> Result<Vec<Vec<Tz>>> {
-    let mut stmt = db.conn().prepare_cached(
-        "SELECT DISTINCT zones FROM contacts WHERE campaign_id = ?1 AND state = 'open'",
-    )?;
+fn zone_sets(db: &Store, loaded: &Loaded) -> Result<Vec<Vec<Tz>>, StoreError> {
     let mut sets: Vec<Vec<Tz>> = Vec::new();
-    for z in stmt.query_map([campaign_id], |r| r.get::<_, Option<String>>(0))? {
-        let mut zs: Vec<Tz> = z?
+    for z in db.open_zone_lists(loaded.id())? {
+        let mut zs: Vec<Tz> = z
             .as_deref()
             .unwrap_or("")
             .split('|')
             .filter_map(|z| z.parse::<Tz>().ok())
             .collect();
         if zs.is_empty() {
-            zs.push(campaign.rules.timezone);
+            zs.push(loaded.campaign.rules.timezone);
         }
         if !sets.contains(&zs) {
             sets.push(zs);
@@ -255,8 +151,6 @@ mod tests {
     use super::*;
     use crate::campaign::json::{self, Defaults};
     use crate::clock::{Clock, FixedClock};
-    use crate::commands::load_campaign;
-    use crate::config::Env;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
@@ -265,19 +159,14 @@ mod tests {
     }
 
     /// A store in `dir` holding one campaign (extra JSON fields) and `phones` as open contacts.
-    fn setup(dir: &Path, extra: &str, phones: &[&str]) -> (Store, Config, Loaded) {
-        let config = Config::parse(&dir.join("dialer.toml"), "", &Env::default()).expect("config");
+    fn setup(dir: &Path, extra: &str, phones: &[&str]) -> (Store, Option<u32>, Arc<Loaded>) {
+        let tz = chrono_tz::America::New_York;
         let store = Store::open(&dir.join("dialer.db")).expect("store");
         let text =
             format!(r#"{{"name": "w", "message": "hi", "timezone": "America/New_York", {extra}}}"#);
-        json::parse(
-            &text,
-            Defaults {
-                timezone: config.dialer.default_timezone,
-            },
-        )
-        .expect("campaign validates");
+        json::parse(&text, Defaults { timezone: tz }).expect("campaign validates");
         let (id, _) = store
+            .tx()
             .upsert_campaign("w", &text, false, t("2026-01-01T00:00:00Z"))
             .expect("campaign");
         for p in phones {
@@ -290,8 +179,8 @@ mod tests {
                 .expect("contact");
         }
         let row = store.require_campaign("w").expect("stored");
-        let loaded = load_campaign(&config, row).expect("loads");
-        (store, config, loaded)
+        let loaded = Loaded::load(row, tz).expect("loads");
+        (store, None, Arc::new(loaded))
     }
 
     #[test]
@@ -304,7 +193,7 @@ mod tests {
         let mut c = CampaignState::new(loaded, clock.now());
         let none = HashSet::new();
         assert!(
-            c.pick(&store, &config, clock.now(), &none, 10)
+            c.pick(&store, config, clock.now(), &none, 10)
                 .expect("pick")
                 .is_empty()
         );
@@ -312,14 +201,14 @@ mod tests {
         assert_eq!(wake, Some(t("2026-01-05T14:00:00Z")));
         let at_wake = FixedClock(t("2026-01-05T14:00:00Z"));
         let due = c
-            .pick(&store, &config, at_wake.now(), &none, 10)
+            .pick(&store, config, at_wake.now(), &none, 10)
             .expect("pick");
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].phone, "+12125550101");
         // a contact in the window and already placed (pending) is not picked again
         let pending: HashSet<i64> = due.iter().map(|r| r.id).collect();
         assert!(
-            c.pick(&store, &config, at_wake.now(), &pending, 10)
+            c.pick(&store, config, at_wake.now(), &pending, 10)
                 .expect("pick")
                 .is_empty()
         );
@@ -359,7 +248,7 @@ mod tests {
         let mut c = CampaignState::new(loaded, now);
         let none = HashSet::new();
         assert!(
-            c.pick(&store, &config, now, &none, 10)
+            c.pick(&store, config, now, &none, 10)
                 .expect("pick")
                 .is_empty()
         );
@@ -369,18 +258,16 @@ mod tests {
         );
         let fire = t("2026-01-05T15:00:00Z");
         assert_eq!(
-            c.pick(&store, &config, fire, &none, 1).expect("pick").len(),
+            c.pick(&store, config, fire, &none, 1).expect("pick").len(),
             1
         );
         assert_eq!(
-            c.pick(&store, &config, fire, &none, 10)
-                .expect("pick")
-                .len(),
+            c.pick(&store, config, fire, &none, 10).expect("pick").len(),
             1
         );
         // the wave is spent: nothing more until the next fire time
         assert!(
-            c.pick(&store, &config, fire, &none, 10)
+            c.pick(&store, config, fire, &none, 10)
                 .expect("pick")
                 .is_empty()
         );
@@ -411,14 +298,14 @@ mod tests {
         let mut c = CampaignState::new(loaded, friday);
         let none = HashSet::new();
         assert_eq!(
-            c.pick(&store, &config, friday, &none, 10)
+            c.pick(&store, config, friday, &none, 10)
                 .expect("pick")
                 .len(),
             1
         );
         let closed = t("2026-01-09T22:00:00Z");
         assert!(
-            c.pick(&store, &config, closed, &none, 10)
+            c.pick(&store, config, closed, &none, 10)
                 .expect("pick")
                 .is_empty()
         );
@@ -432,14 +319,14 @@ mod tests {
             "2026-01-12T13:59:59Z",
         ] {
             assert!(
-                c.pick(&store, &config, t(hour), &none, 10)
+                c.pick(&store, config, t(hour), &none, 10)
                     .expect("pick")
                     .is_empty(),
                 "{hour}"
             );
         }
         assert_eq!(
-            c.pick(&store, &config, t("2026-01-12T14:00:00Z"), &none, 10)
+            c.pick(&store, config, t("2026-01-12T14:00:00Z"), &none, 10)
                 .expect("pick")
                 .len(),
             1

@@ -1,7 +1,11 @@
 //! The carrier behind the Twilio client: Twilio itself, or the built-in simulator started
 //! in-process on a free port. Either way calls go through the same `twilio::Client`.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result};
+
+use crate::clock::Clock;
 
 use crate::config::{CarrierKind, Config, Secret};
 use crate::simulator::{SimConfig, Simulator};
@@ -31,10 +35,11 @@ pub fn sim_config(config: &Config) -> Result<SimConfig> {
     Ok(sim)
 }
 
-pub async fn start(config: &Config) -> Result<Carrier> {
+/// Starts the configured carrier; the built-in simulator reads time from `clock`.
+pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Carrier> {
     match config.carrier {
         CarrierKind::Simulator => {
-            let sim = Simulator::start(sim_config(config)?)
+            let sim = Simulator::start(sim_config(config)?, clock)
                 .await
                 .context("cannot start the built-in simulator")?;
             let client = Client::new(

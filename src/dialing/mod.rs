@@ -7,14 +7,16 @@ mod reconcile;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::campaign::model::Campaign;
-use crate::server::{AppState, Metrics};
-use crate::store::{AttemptRow, ContactRow, EndedCall};
+use crate::metrics::Metrics;
+use crate::shared::{Reservation, Shared};
+use crate::store::{AttemptRow, ContactRow, EndedCall, StoreError};
 use crate::twilio::{Client, CreateCall, Error as TwilioError};
 
 pub use reconcile::{reconcile_one, reconcile_open};
@@ -47,105 +49,112 @@ pub fn limiter(per_second: f64) -> DefaultDirectRateLimiter {
     RateLimiter::direct(quota)
 }
 
-/// Places calls through the carrier, recording everything through the shared store.
+/// Whether a call of a campaign may be placed now.
+#[derive(Debug)]
+pub enum Gate {
+    /// Yes: a slot is reserved and the campaign's rate allowed it.
+    Go(Reservation),
+    /// Every slot of the account is taken (`dialer.max_concurrent_calls`): wait for one to free.
+    Full,
+    /// The campaign's own caps hold it (its concurrency, or its per-minute rate until the given
+    /// wait has passed); other campaigns go on.
+    Held(Option<Duration>),
+}
+
+/// Places calls through the carrier, recording everything through the writer.
 pub struct Dialer {
-    pub state: AppState,
+    pub shared: Shared,
     pub client: Client,
     pub default_from: String,
     pub max_concurrent: u32,
     global: DefaultDirectRateLimiter,
-    per_campaign: std::sync::Mutex<HashMap<i64, Arc<DefaultDirectRateLimiter>>>,
+    per_campaign: Mutex<HashMap<i64, Arc<DefaultDirectRateLimiter>>>,
 }
 
 impl Dialer {
     pub fn new(
-        state: AppState,
+        shared: Shared,
         client: Client,
         default_from: String,
         calls_per_second: f64,
         max_concurrent: u32,
     ) -> Self {
         Self {
-            state,
+            shared,
             client,
             default_from,
             max_concurrent,
             global: limiter(calls_per_second),
-            per_campaign: Default::default(),
+            per_campaign: Mutex::default(),
         }
     }
 
     fn campaign_limiter(&self, id: i64, per_minute: u32) -> Arc<DefaultDirectRateLimiter> {
-        let mut map = self
-            .per_campaign
+        self.per_campaign
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(id)
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
             .or_insert_with(|| Arc::new(limiter(f64::from(per_minute) / 60.0)))
             .clone()
     }
 
-    /// Waits until a call may be placed for this campaign: a free slot (global and per campaign,
-    /// counted from attempts not in a final state) and a rate-limit permit.
-    pub async fn ready(&self, campaign_id: i64, campaign: &Campaign) {
-        loop {
-            let state = self.state.clone();
-            let cap = campaign.max_concurrent_calls;
-            let (all, mine) = tokio::task::spawn_blocking(move || {
-                let db = state.db();
-                let all = db.count_open_attempts(None).unwrap_or(u32::MAX);
-                let mine = if cap.is_some() {
-                    db.count_open_attempts(Some(campaign_id))
-                        .unwrap_or(u32::MAX)
-                } else {
-                    0
-                };
-                (all, mine)
-            })
-            .await
-            .unwrap_or((u32::MAX, u32::MAX));
-            if all < self.max_concurrent && cap.is_none_or(|c| mine < c) {
-                break;
-            }
-            let _ =
-                tokio::time::timeout(Duration::from_millis(250), self.state.call_ended.notified())
-                    .await;
+    /// Takes a slot for a call of this campaign, without waiting: the global and the campaign's
+    /// concurrency (counted from claims, in memory) and the campaign's rate.
+    pub fn gate(&self, campaign_id: i64, campaign: &Campaign) -> Gate {
+        let flight = &self.shared.in_flight;
+        let Some(slot) = flight.try_reserve(
+            campaign_id,
+            self.max_concurrent,
+            campaign.max_concurrent_calls,
+        ) else {
+            return if flight.total() >= self.max_concurrent {
+                Gate::Full
+            } else {
+                Gate::Held(None)
+            };
+        };
+        if let Some(cpm) = campaign.calls_per_minute
+            && let Err(not_until) = self.campaign_limiter(campaign_id, cpm).check()
+        {
+            return Gate::Held(Some(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            ));
         }
-        if let Some(cpm) = campaign.calls_per_minute {
-            self.campaign_limiter(campaign_id, cpm).until_ready().await;
-        }
+        Gate::Go(slot)
+    }
+
+    /// Waits for the account-wide rate (`dialer.calls_per_second`).
+    pub async fn global_permit(&self) {
         self.global.until_ready().await;
     }
 
-    /// Claims and dials one contact. The attempt row is committed before the create request.
-    pub async fn place(&self, campaign: &Campaign, contact: &ContactRow) -> Placed {
-        let state = self.state.clone();
+    /// Claims and dials one contact with the slot `gate` gave. The attempt row is committed
+    /// before the create request. A store failure is an error, never a skipped contact.
+    pub async fn place(
+        &self,
+        campaign: &Campaign,
+        contact: &ContactRow,
+        slot: Reservation,
+    ) -> Result<Placed, StoreError> {
         let (id, expected) = (contact.id, contact.attempts);
-        let claimed = tokio::task::spawn_blocking(move || {
-            let now = state.clock.now();
-            state.db().claim_attempt(id, expected, now)
-        })
-        .await;
-        let attempt = match claimed {
-            Ok(Ok(Some(a))) => a,
-            Ok(Ok(None)) => return Placed::Skipped,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot claim contact");
-                return Placed::Skipped;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "claim task failed");
-                return Placed::Skipped;
-            }
+        let now = self.shared.clock.now();
+        let claimed = self
+            .shared
+            .db
+            .write(move |tx| tx.claim_attempt(id, expected, now))
+            .await?;
+        let Some(attempt) = claimed else {
+            return Ok(Placed::Skipped);
         };
+        slot.bind(attempt.id);
         let req = CreateCall {
             to: attempt.phone.clone(),
             from: campaign
                 .from
                 .clone()
                 .unwrap_or_else(|| self.default_from.clone()),
-            url: self.state.callback_url("/twilio/voice", attempt.id, None),
-            status_callback: self.state.callback_url("/twilio/status", attempt.id, None),
+            url: self.shared.callback_url("/twilio/voice", attempt.id, None),
+            status_callback: self.shared.callback_url("/twilio/status", attempt.id, None),
             timeout_secs: campaign.ring_timeout,
             time_limit_secs: campaign.max_call_duration,
             machine_detection: campaign.machine_detection.twilio_value(),
@@ -159,61 +168,74 @@ impl Dialer {
         campaign: &Campaign,
         attempt: &AttemptRow,
         result: Result<crate::twilio::Call, TwilioError>,
-    ) -> Placed {
-        let state = self.state.clone();
+    ) -> Result<Placed, StoreError> {
+        let shared = &self.shared;
         let id = attempt.id;
         let rules = campaign.rules.clone();
         match result {
             Ok(call) => {
-                Metrics::inc(&self.state.metrics.calls_placed);
+                Metrics::inc(&shared.metrics.calls_placed);
                 let status = call.status.clone().unwrap_or_else(|| "queued".into());
                 let sid = call.sid.clone();
-                let bound = tokio::task::spawn_blocking(move || {
-                    let db = state.db();
-                    let bound = db.bind_call_sid(id, &sid)?;
-                    db.set_created_status(id, &status)?;
-                    Ok::<_, crate::store::StoreError>(bound)
-                })
-                .await;
-                if !matches!(bound, Ok(Ok(true))) {
-                    tracing::error!(attempt = id, sid = %call.sid, "call created but its SID could not be stored: {bound:?}");
+                let bound = shared
+                    .db
+                    .write(move |tx| {
+                        let bound = tx.bind_call_sid(id, &sid)?;
+                        tx.set_created_status(id, &status)?;
+                        Ok::<_, StoreError>(bound)
+                    })
+                    .await;
+                match bound {
+                    Ok(true) => {}
+                    // a callback bound another SID first: the callbacks settle the attempt
+                    Ok(false) => {
+                        tracing::error!(attempt = id, sid = %call.sid, "call created but the attempt is bound to another call")
+                    }
+                    // the call exists; reconciliation finds it by number and time
+                    Err(e) => {
+                        tracing::error!(attempt = id, sid = %call.sid, error = %e, "call created but its SID could not be stored")
+                    }
                 }
-                Placed::Created { attempt: id }
+                Ok(Placed::Created { attempt: id })
             }
             Err(e) if e.is_retryable() => {
-                Metrics::inc(&self.state.metrics.rate_limited);
+                Metrics::inc(&shared.metrics.rate_limited);
                 tracing::warn!(attempt = id, error = %e, "carrier busy; the contact stays due and no attempt is counted");
-                let _ = tokio::task::spawn_blocking(move || state.db().unclaim_attempt(id)).await;
-                Placed::RateLimited
+                shared.db.write(move |tx| tx.unclaim_attempt(id)).await?;
+                shared.in_flight.ended(id);
+                Ok(Placed::RateLimited)
             }
             Err(e @ TwilioError::Api { .. }) => {
-                Metrics::inc(&self.state.metrics.dial_errors);
+                Metrics::inc(&shared.metrics.dial_errors);
                 let code = e.code();
                 let message = e.to_string();
                 tracing::warn!(attempt = id, error = %message, "carrier refused the call");
                 let msg = message.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let now = state.clock.now();
-                    let end = EndedCall {
-                        status: "failed",
-                        error_code: code.map(i64::from),
-                        error_message: Some(&msg),
-                        ..Default::default()
-                    };
-                    state.db().end_attempt(id, &rules, &end, now)
-                })
-                .await;
-                Placed::Refused {
+                let now = shared.clock.now();
+                shared
+                    .db
+                    .write(move |tx| {
+                        let end = EndedCall {
+                            status: "failed",
+                            error_code: code.map(i64::from),
+                            error_message: Some(&msg),
+                            ..Default::default()
+                        };
+                        tx.end_attempt(id, &rules, &end, now)
+                    })
+                    .await?;
+                shared.in_flight.ended(id);
+                Ok(Placed::Refused {
                     attempt: id,
                     code,
                     message,
-                }
+                })
             }
             Err(e) => {
-                Metrics::inc(&self.state.metrics.dial_errors);
+                Metrics::inc(&shared.metrics.dial_errors);
                 tracing::warn!(attempt = id, error = %e, "no answer to the create request; reconciling with the carrier");
-                reconcile::reconcile_one(&self.state, &self.client, attempt.clone(), &rules).await;
-                Placed::Interrupted { attempt: id }
+                reconcile::reconcile_one(shared, &self.client, attempt.clone(), &rules).await?;
+                Ok(Placed::Interrupted { attempt: id })
             }
         }
     }

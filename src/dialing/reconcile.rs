@@ -6,32 +6,28 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use crate::campaign::model::CampaignRules;
-use crate::server::AppState;
-use crate::store::{AttemptRow, EndedCall, is_final_status};
+use crate::shared::Shared;
+use crate::store::{AttemptRow, EndedCall, StoreError, is_final_status};
 use crate::twilio::{Call, Client, Error as TwilioError, ListCalls};
 
-/// Settles every open attempt; returns how many ended.
-pub async fn reconcile_open(state: &AppState, client: &Client) -> usize {
-    let s = state.clone();
-    let open = tokio::task::spawn_blocking(move || s.db().open_attempts()).await;
-    let Ok(Ok(open)) = open else { return 0 };
+/// Settles every open attempt; returns how many ended. Attempts still open afterwards (their
+/// call goes on, or the carrier could not answer) hold their in-flight slot until they end.
+pub async fn reconcile_open(shared: &Shared, client: &Client) -> Result<usize, StoreError> {
+    let open = shared.db.read(|db| db.open_attempts()).await?;
     let mut ended = 0;
     for a in open {
-        let s = state.clone();
+        shared.in_flight.adopt(a.id, a.campaign_id);
+        let s = shared.clone();
         let cid = a.campaign_id;
-        let rules = tokio::task::spawn_blocking(move || {
-            let db = s.db();
-            s.campaign(&db, cid).map(|c| c.rules.clone()).ok()
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(rules) = rules else { continue };
-        if reconcile_one(state, client, a, &rules).await {
+        let rules = shared
+            .db
+            .read(move |db| s.campaign(db, cid).map(|c| c.rules.clone()))
+            .await?;
+        if reconcile_one(shared, client, a, &rules).await? {
             ended += 1;
         }
     }
-    ended
+    Ok(ended)
 }
 
 fn parse_rfc2822(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -39,13 +35,14 @@ fn parse_rfc2822(s: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-/// Settles one attempt; `true` if it ended.
+/// Settles one attempt; `true` if it ended. A carrier that cannot answer now is not an error
+/// (the next round tries again); a store failure is.
 pub async fn reconcile_one(
-    state: &AppState,
+    shared: &Shared,
     client: &Client,
     a: AttemptRow,
     rules: &CampaignRules,
-) -> bool {
+) -> Result<bool, StoreError> {
     // candidates: the call itself (by SID), or the calls to the number created since the attempt
     let call: Result<Vec<Call>, TwilioError> = match &a.call_sid {
         Some(sid) => match client.fetch_call(sid).await {
@@ -75,74 +72,89 @@ pub async fn reconcile_one(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(attempt = a.id, error = %e, "cannot reconcile now; will try again");
-            return false;
+            return Ok(false);
         }
     };
-    let state2 = state.clone();
     let rules = rules.clone();
     let id = a.id;
-    tokio::task::spawn_blocking(move || {
-        let now = state2.clock.now();
-        let mut db = state2.db();
-        // a listed call already bound to another attempt is not this attempt's call
-        let call = match a.call_sid {
-            Some(_) => call.into_iter().next(),
-            None => call
-                .into_iter()
-                .find(|c| !db.call_sid_bound(&c.sid).unwrap_or(true)),
-        };
-        match call {
-            Some(call) => {
-                if a.call_sid.is_none() && !db.bind_call_sid(id, &call.sid).unwrap_or(false) {
-                    return false;
+    let now = shared.clock.now();
+    let ended = shared
+        .db
+        .write(move |db| {
+            // a listed call already bound to another attempt is not this attempt's call
+            let call = match a.call_sid {
+                Some(_) => call.into_iter().next(),
+                None => {
+                    let mut free = None;
+                    for c in call {
+                        if !db.call_sid_bound(&c.sid)? {
+                            free = Some(c);
+                            break;
+                        }
+                    }
+                    free
                 }
-                let status = call.status.as_deref().unwrap_or("queued");
-                if !is_final_status(status) {
-                    return false;
-                }
-                let end = EndedCall {
-                    status,
-                    answered_by: call.answered_by.as_deref(),
-                    duration: call.duration.as_deref().and_then(|d| d.parse().ok()),
-                    ..Default::default()
-                };
-                let ended = db
-                    .end_attempt(id, &rules, &end, now)
-                    .ok()
-                    .flatten()
-                    .is_some();
-                if ended {
-                    tracing::info!(attempt = id, status, "reconciled from the carrier");
-                }
-                ended
+            };
+            reconcile_with(db, id, a.call_sid.is_none(), call, &rules, now)
+        })
+        .await?;
+    if ended {
+        shared.in_flight.ended(id);
+    }
+    Ok(ended)
+}
+
+/// Ends (or binds) the attempt from the carrier's record of its call; none = never created.
+fn reconcile_with(
+    db: &crate::store::Tx<'_>,
+    id: i64,
+    unbound: bool,
+    call: Option<Call>,
+    rules: &CampaignRules,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    match call {
+        Some(call) => {
+            if unbound && !db.bind_call_sid(id, &call.sid)? {
+                return Ok(false);
             }
-            None => {
-                let end = EndedCall {
-                    status: "failed",
-                    error_message: Some("dial interrupted"),
-                    ..Default::default()
-                };
-                db.end_attempt(id, &rules, &end, now)
-                    .ok()
-                    .flatten()
-                    .is_some()
+            let status = call.status.as_deref().unwrap_or("queued");
+            if !is_final_status(status) {
+                return Ok(false);
             }
+            let end = EndedCall {
+                status,
+                answered_by: call.answered_by.as_deref(),
+                duration: call.duration.as_deref().and_then(|d| d.parse().ok()),
+                ..Default::default()
+            };
+            let ended = db.end_attempt(id, rules, &end, now)?.is_some();
+            if ended {
+                tracing::info!(attempt = id, status, "reconciled from the carrier");
+            }
+            Ok(ended)
         }
-    })
-    .await
-    .unwrap_or(false)
+        None => {
+            let end = EndedCall {
+                status: "failed",
+                error_message: Some("dial interrupted"),
+                ..Default::default()
+            };
+            Ok(db.end_attempt(id, rules, &end, now)?.is_some())
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
     use crate::clock::{Clock, SystemClock};
     use crate::config::Secret;
     use crate::simulator::{BehaviorKind, Rule, SimConfig, Simulator};
-    use crate::store::{NewContact, Store};
+    use crate::store::{Db, NewContact, Store};
     use crate::twilio::{ClientOptions, CreateCall};
 
     const CAMPAIGN: &str =
@@ -174,16 +186,19 @@ mod tests {
     #[tokio::test]
     async fn open_attempts_are_settled_from_the_carrier_record() {
         let busy = "+12125550101";
-        let sim = Simulator::start(SimConfig {
-            time_scale: 0.001,
-            rules: vec![Rule {
-                pattern: "*".into(),
-                behavior: BehaviorKind::Busy,
-                digits: vec![],
-                speech: vec![],
-            }],
-            ..SimConfig::default()
-        })
+        let sim = Simulator::start(
+            SimConfig {
+                time_scale: 0.001,
+                rules: vec![Rule {
+                    pattern: "*".into(),
+                    behavior: BehaviorKind::Busy,
+                    digits: vec![],
+                    speech: vec![],
+                }],
+                ..SimConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
         .await
         .expect("simulator");
         let client = Client::new(
@@ -195,16 +210,13 @@ mod tests {
         .expect("client");
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = SystemClock;
-        let mut store = Store::open(&dir.path().join("r.db")).expect("store");
-        let (cid, _) = store
-            .upsert_campaign("r", CAMPAIGN, false, clock.now())
-            .expect("campaign");
-        let mut sink = store
-            .import_sink(cid, "r.csv", None, clock.now())
-            .expect("sink");
-        sink.add(&contact(busy)).expect("a");
-        sink.add(&contact("+12125550102")).expect("b");
-        sink.finish(true).expect("commit");
+        let db = Db::open(&dir.path().join("r.db")).expect("store");
+        let now = clock.now();
+        db.write_blocking(move |tx| {
+            let (cid, _) = tx.upsert_campaign("r", CAMPAIGN, false, now)?;
+            tx.import_contacts(cid, "r.csv", &[contact(busy), contact("+12125550102")], now)
+        })
+        .expect("contacts");
         let rules = crate::campaign::json::parse(
             CAMPAIGN,
             crate::campaign::json::Defaults {
@@ -216,48 +228,68 @@ mod tests {
         .rules;
 
         // attempt 1 to the number: its call is known and already ended
-        let first = store
-            .claim_attempt(1, 0, clock.now())
+        let now = clock.now();
+        let first = db
+            .write(move |tx| tx.claim_attempt(1, 0, now))
+            .await
             .expect("claim")
             .expect("claimed");
         let first_sid = create(&client, busy).await;
-        assert!(store.bind_call_sid(first.id, &first_sid).expect("bind"));
-        let end = EndedCall {
-            status: "busy",
-            ..Default::default()
-        };
-        store
-            .end_attempt(first.id, &rules, &end, clock.now())
-            .expect("end");
+        let (sid, r) = (first_sid.clone(), rules.clone());
+        db.write(move |tx| {
+            assert!(tx.bind_call_sid(first.id, &sid)?);
+            let end = EndedCall {
+                status: "busy",
+                ..Default::default()
+            };
+            tx.end_attempt(first.id, &r, &end, now)
+        })
+        .await
+        .expect("end");
         // a second later (dates have whole seconds), attempt 2 to the same number "died
         // mid-request": the call exists, its SID was never stored
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        store
-            .conn()
-            .execute("UPDATE contacts SET next_attempt_at = 0 WHERE id = 1", [])
-            .expect("due again");
-        let second = store
-            .claim_attempt(1, 1, clock.now())
+        let now = clock.now();
+        let second = db
+            .write(move |tx| {
+                tx.conn()
+                    .execute("UPDATE contacts SET next_attempt_at = 0 WHERE id = 1", [])?;
+                tx.claim_attempt(1, 1, now)
+            })
+            .await
             .expect("claim")
             .expect("claimed");
         let second_sid = create(&client, busy).await;
         // attempt 3 to another number: no call was ever created
-        let third = store
-            .claim_attempt(2, 0, clock.now())
+        let third = db
+            .write(move |tx| tx.claim_attempt(2, 0, now))
+            .await
             .expect("claim")
             .expect("claimed");
-        tokio::time::sleep(Duration::from_millis(300)).await;
 
+        // the busy call of attempt 2 ends on the carrier's side first
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !client
+            .fetch_call(&second_sid)
+            .await
+            .expect("fetch")
+            .status
+            .is_some_and(|s| is_final_status(&s))
+        {
+            assert!(std::time::Instant::now() < deadline, "call never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let url = url::Url::parse("http://127.0.0.1:1").expect("url");
-        let state = AppState::new(
-            Arc::new(Mutex::new(store)),
+        let state = Shared::new(
+            db,
             &url,
             Secret::new("x"),
             chrono_tz::UTC,
             Arc::new(SystemClock),
         );
-        assert_eq!(reconcile_open(&state, &client).await, 2);
-        let db = state.db();
+        assert_eq!(reconcile_open(&state, &client).await.expect("reconcile"), 2);
+        assert_eq!(state.in_flight.total(), 0, "every slot freed");
+        let db = Store::open_reader(state.db.path()).expect("reader");
         let a2 = db.attempt(second.id).expect("read").expect("attempt 2");
         assert_eq!(
             a2.call_sid.as_deref(),

@@ -4,6 +4,7 @@
 
 mod due;
 mod retry;
+mod wake;
 mod window;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::campaign::model::{CampaignRules, Reason};
 
 pub use due::decide;
 pub use retry::after_attempt;
+pub use wake::{next_fire, next_wake};
 pub use window::{in_window, next_window_start};
 
 /// The lifecycle state of a contact within its campaign.

@@ -1,6 +1,7 @@
 //! The call webhooks: `/twilio/voice` (a step's TwiML, or voicemail for a machine),
 //! `/twilio/gather` (store the answer, follow the script), `/twilio/record` and `/twilio/status`
-//! (the attempt lifecycle). Database work runs on the blocking pool.
+//! (the attempt lifecycle). Every change goes through the writer, in one job per request; the
+//! TwiML is rendered after the commit, off the writer's thread.
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use super::ApiError;
 use super::signed::SignedForm;
-use super::{ApiError, AppState, Metrics};
 use crate::campaign::model::{Campaign, Content};
 use crate::campaign::script::Script;
-use crate::store::{Answer, AttemptRow, StatusApplied, StatusEvent, Store};
+use crate::metrics::Metrics;
+use crate::shared::Shared;
+use crate::store::{Answer, AttemptRow, StatusApplied, StatusEvent, Tx};
 use crate::twilio::twiml::{self, RenderContext, StepUrls};
 
 #[derive(Debug, Deserialize)]
@@ -22,36 +27,14 @@ pub struct Target {
     step: Option<String>,
 }
 
-/// Runs `f` on the blocking pool and answers its TwiML; counts the callback.
-async fn twiml_reply(
-    state: AppState,
-    f: impl FnOnce(&AppState) -> Result<String, ApiError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let s = state.clone();
-    let body = blocking(move || f(&s)).await?;
-    Metrics::inc(&state.metrics.callbacks);
-    Ok(xml(body))
-}
-
 fn xml(body: String) -> Response {
     ([("content-type", "text/xml")], body).into_response()
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
-}
-
 /// The attempt named in the query, if the request's CallSid is its call. The first request that
 /// carries a SID binds it when the create response has not yet been stored.
-fn checked_attempt(store: &Store, id: i64, form: &SignedForm) -> Result<AttemptRow, ApiError> {
-    let attempt = store
-        .attempt(id)
-        .map_err(ApiError::internal)?
-        .ok_or(ApiError::NotFound)?;
+fn checked_attempt(store: &Tx<'_>, id: i64, form: &SignedForm) -> Result<AttemptRow, ApiError> {
+    let attempt = store.attempt(id)?.ok_or(ApiError::NotFound)?;
     let sid = form
         .get("CallSid")
         .ok_or(ApiError::BadRequest("missing CallSid\n"))?;
@@ -59,7 +42,7 @@ fn checked_attempt(store: &Store, id: i64, form: &SignedForm) -> Result<AttemptR
         Some(s) if s == sid => Ok(attempt),
         Some(_) => Err(ApiError::NotFound),
         None => {
-            if store.bind_call_sid(id, sid).map_err(ApiError::internal)? {
+            if store.bind_call_sid(id, sid)? {
                 Ok(attempt)
             } else {
                 Err(ApiError::NotFound)
@@ -94,7 +77,7 @@ fn fields(attempt: &AttemptRow) -> BTreeMap<String, String> {
 }
 
 struct Urls<'a> {
-    state: &'a AppState,
+    state: &'a Shared,
     attempt: i64,
 }
 
@@ -115,7 +98,7 @@ impl StepUrls for Urls<'_> {
 
 /// Runs `f` with the render context of this attempt: its fields, the campaign's voice, its URLs.
 fn with_context<T>(
-    state: &AppState,
+    state: &Shared,
     campaign: &Campaign,
     attempt: &AttemptRow,
     f: impl FnOnce(&RenderContext<'_>) -> T,
@@ -134,12 +117,7 @@ fn with_context<T>(
 }
 
 /// Renders a step of the script, or hangs up when there is none.
-fn render(
-    state: &AppState,
-    campaign: &Campaign,
-    attempt: &AttemptRow,
-    step: Option<&str>,
-) -> String {
+fn render(state: &Shared, campaign: &Campaign, attempt: &AttemptRow, step: Option<&str>) -> String {
     with_context(state, campaign, attempt, |ctx| {
         match (&campaign.content, step) {
             (Content::Script(s), Some(name)) => match s.steps.get(name) {
@@ -154,7 +132,7 @@ fn render(
 }
 
 /// What an answering machine hears: the script's voicemail, the message, or nothing.
-fn voicemail(state: &AppState, campaign: &Campaign, attempt: &AttemptRow) -> String {
+fn voicemail(state: &Shared, campaign: &Campaign, attempt: &AttemptRow) -> String {
     with_context(state, campaign, attempt, |ctx| match &campaign.content {
         Content::Script(Script {
             voicemail: Some(vm),
@@ -165,145 +143,177 @@ fn voicemail(state: &AppState, campaign: &Campaign, attempt: &AttemptRow) -> Str
     })
 }
 
+/// What a voice or gather request leads to, decided in the writer, rendered after the commit.
+enum Reply {
+    Step(Option<String>),
+    Voicemail,
+    Hangup,
+}
+
+/// Renders a decided reply for the attempt.
+fn answer(state: &Shared, campaign: &Campaign, attempt: &AttemptRow, reply: Reply) -> Response {
+    xml(match reply {
+        Reply::Step(step) => render(state, campaign, attempt, step.as_deref()),
+        Reply::Voicemail => voicemail(state, campaign, attempt),
+        Reply::Hangup => twiml::hangup(),
+    })
+}
+
 pub async fn voice(
-    State(state): State<AppState>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
-    twiml_reply(state, move |s| {
-        let now = s.clock.now();
-        let store = s.db();
-        let attempt = checked_attempt(&store, t.attempt, &form)?;
-        let campaign = s.campaign(&store, attempt.campaign_id)?;
-        if let Some(by) = form.get("AnsweredBy") {
-            store
-                .set_answered_by(attempt.id, by, now)
-                .map_err(ApiError::internal)?;
-            if by.starts_with("machine_end") {
-                return Ok(voicemail(s, &campaign, &attempt));
-            }
-            if by.starts_with("machine") || by == "fax" {
-                return Ok(twiml::hangup());
-            }
-        }
-        let step = match (&campaign.content, t.step) {
-            (Content::Script(sc), None) => Some(sc.start.clone()),
-            (_, step) => step,
-        };
-        Ok(render(s, &campaign, &attempt, step.as_deref()))
-    })
-    .await
-}
-
-pub async fn gather(
-    State(state): State<AppState>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
-    twiml_reply(state, move |s| {
-        let now = s.clock.now();
-        let mut store = s.db();
-        let attempt = checked_attempt(&store, t.attempt, &form)?;
-        let campaign = s.campaign(&store, attempt.campaign_id)?;
-        let step_name = t.step.ok_or(ApiError::BadRequest("missing step\n"))?;
-        let Content::Script(script) = &campaign.content else {
-            return Ok(twiml::hangup());
-        };
-        let Some(gather) = script
-            .steps
-            .get(&step_name)
-            .and_then(|st| st.gather.as_ref())
-        else {
-            return Err(ApiError::NotFound);
-        };
-        let digits = form.get("Digits").filter(|d| !d.is_empty());
-        let speech = form.get("SpeechResult").filter(|d| !d.trim().is_empty());
-        let confidence = form.get("Confidence").and_then(|c| c.parse::<f64>().ok());
-        if digits.is_none() && speech.is_none() {
-            return Ok(render(s, &campaign, &attempt, gather.no_input.as_deref()));
-        }
-        let option = gather.match_answer(digits, speech);
-        let answer = Answer {
-            step: &step_name,
-            digits,
-            speech,
-            confidence,
-            matched: option.is_some(),
-        };
-        store
-            .record_answer(attempt.id, &answer, now)
-            .map_err(ApiError::internal)?;
-        let next = match option {
-            Some(o) => {
-                store
-                    .apply_option(
-                        attempt.id,
-                        o.outcome.as_deref(),
-                        o.retry_after,
-                        o.opt_out,
-                        now,
-                    )
-                    .map_err(ApiError::internal)?;
-                o.next.clone()
-            }
-            None => {
-                let strikes = store
-                    .unmatched_answers(attempt.id, &step_name)
-                    .map_err(ApiError::internal)?;
-                if strikes >= 3 {
-                    gather.no_input.clone()
-                } else {
-                    Some(gather.no_match.clone().unwrap_or(step_name.clone()))
-                }
-            }
-        };
-        Ok(render(s, &campaign, &attempt, next.as_deref()))
-    })
-    .await
-}
-
-pub async fn record(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Query(t): Query<Target>,
     form: SignedForm,
 ) -> Result<Response, ApiError> {
     let s = state.clone();
-    blocking(move || checked_attempt(&s.db(), t.attempt, &form).map(drop)).await?;
+    let (attempt, campaign, reply) = state
+        .db
+        .write(move |tx| {
+            let now = s.clock.now();
+            let attempt = checked_attempt(tx, t.attempt, &form)?;
+            let campaign = s.campaign(tx, attempt.campaign_id)?;
+            if let Some(by) = form.get("AnsweredBy") {
+                tx.set_answered_by(attempt.id, by, now)?;
+                if by.starts_with("machine_end") {
+                    return Ok((attempt, campaign, Reply::Voicemail));
+                }
+                if by.starts_with("machine") || by == "fax" {
+                    return Ok((attempt, campaign, Reply::Hangup));
+                }
+            }
+            let step = match (&campaign.content, t.step) {
+                (Content::Script(sc), None) => Some(sc.start.clone()),
+                (_, step) => step,
+            };
+            Ok::<_, ApiError>((attempt, campaign, Reply::Step(step)))
+        })
+        .await?;
+    Metrics::inc(&state.metrics.callbacks);
+    Ok(answer(&state, &campaign, &attempt, reply))
+}
+
+pub async fn gather(
+    State(state): State<Shared>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
+    let s = state.clone();
+    let (attempt, campaign, reply) = state
+        .db
+        .write(move |tx| {
+            let now = s.clock.now();
+            let attempt = checked_attempt(tx, t.attempt, &form)?;
+            let campaign = s.campaign(tx, attempt.campaign_id)?;
+            let reply = gather_answer(tx, &campaign, &attempt, t.step, &form, now)?;
+            Ok::<_, ApiError>((attempt, campaign, reply))
+        })
+        .await?;
+    Metrics::inc(&state.metrics.callbacks);
+    Ok(answer(&state, &campaign, &attempt, reply))
+}
+
+/// Stores a gather answer and follows the script: the option's effects and next step, the
+/// `no_match` step (three strikes, then `no_input`), or `no_input` when nothing was said.
+fn gather_answer(
+    tx: &Tx<'_>,
+    campaign: &Arc<Campaign>,
+    attempt: &AttemptRow,
+    step: Option<String>,
+    form: &SignedForm,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Reply, ApiError> {
+    let step_name = step.ok_or(ApiError::BadRequest("missing step\n"))?;
+    let Content::Script(script) = &campaign.content else {
+        return Ok(Reply::Hangup);
+    };
+    let Some(gather) = script
+        .steps
+        .get(&step_name)
+        .and_then(|st| st.gather.as_ref())
+    else {
+        return Err(ApiError::NotFound);
+    };
+    let digits = form.get("Digits").filter(|d| !d.is_empty());
+    let speech = form.get("SpeechResult").filter(|d| !d.trim().is_empty());
+    let confidence = form.get("Confidence").and_then(|c| c.parse::<f64>().ok());
+    if digits.is_none() && speech.is_none() {
+        return Ok(Reply::Step(gather.no_input.clone()));
+    }
+    let option = gather.match_answer(digits, speech);
+    let answer = Answer {
+        step: &step_name,
+        digits,
+        speech,
+        confidence,
+        matched: option.is_some(),
+    };
+    tx.record_answer(attempt.id, &answer, now)?;
+    let next = match option {
+        Some(o) => {
+            tx.apply_option(
+                attempt.id,
+                o.outcome.as_deref(),
+                o.retry_after,
+                o.opt_out,
+                now,
+            )?;
+            o.next.clone()
+        }
+        None => {
+            if tx.unmatched_answers(attempt.id, &step_name)? >= 3 {
+                gather.no_input.clone()
+            } else {
+                Some(gather.no_match.clone().unwrap_or(step_name.clone()))
+            }
+        }
+    };
+    Ok(Reply::Step(next))
+}
+
+pub async fn record(
+    State(state): State<Shared>,
+    Query(t): Query<Target>,
+    form: SignedForm,
+) -> Result<Response, ApiError> {
+    state
+        .db
+        .write(move |tx| checked_attempt(tx, t.attempt, &form).map(drop))
+        .await?;
     Metrics::inc(&state.metrics.callbacks);
     Ok(xml(twiml::hangup()))
 }
 
 pub async fn status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Query(t): Query<Target>,
     form: SignedForm,
 ) -> Result<Response, ApiError> {
     let s = state.clone();
-    let applied = blocking(move || {
-        let now = s.clock.now();
-        let mut store = s.db();
-        let attempt = checked_attempt(&store, t.attempt, &form)?;
-        let campaign = s.campaign(&store, attempt.campaign_id)?;
-        let int = |k: &str| form.get(k).and_then(|v| v.trim().parse::<i64>().ok());
-        let ev = StatusEvent {
-            call_sid: form.get("CallSid").unwrap_or_default(),
-            status: form
-                .get("CallStatus")
-                .ok_or(ApiError::BadRequest("missing CallStatus\n"))?,
-            sequence: int("SequenceNumber"),
-            duration: int("CallDuration"),
-            answered_by: form.get("AnsweredBy"),
-            sip_code: None,
-        };
-        store
-            .apply_status(attempt.id, &campaign.rules, &form.to_json(), &ev, now)
-            .map_err(ApiError::internal)
-    })
-    .await?;
+    let (attempt_id, applied) = state
+        .db
+        .write(move |tx| {
+            let now = s.clock.now();
+            let attempt = checked_attempt(tx, t.attempt, &form)?;
+            let campaign = s.campaign(tx, attempt.campaign_id)?;
+            let int = |k: &str| form.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+            let ev = StatusEvent {
+                call_sid: form.get("CallSid").unwrap_or_default(),
+                status: form
+                    .get("CallStatus")
+                    .ok_or(ApiError::BadRequest("missing CallStatus\n"))?,
+                sequence: int("SequenceNumber"),
+                duration: int("CallDuration"),
+                answered_by: form.get("AnsweredBy"),
+                sip_code: None,
+            };
+            let applied =
+                tx.apply_status(attempt.id, &campaign.rules, &form.to_json(), &ev, now)?;
+            Ok::<_, ApiError>((attempt.id, applied))
+        })
+        .await?;
     Metrics::inc(&state.metrics.callbacks);
     if let StatusApplied::Final(reason) = applied {
         state.metrics.final_status(reason);
-        state.call_ended.notify_waiters();
+        state.in_flight.ended(attempt_id);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

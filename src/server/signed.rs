@@ -4,7 +4,9 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 
-use super::{ApiError, AppState, Metrics};
+use super::ApiError;
+use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::twilio::signature;
 
 /// The form parameters of a request whose Twilio signature checked out.
@@ -32,10 +34,10 @@ impl SignedForm {
     }
 }
 
-impl FromRequest<AppState> for SignedForm {
+impl FromRequest<Shared> for SignedForm {
     type Rejection = axum::response::Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &Shared) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
         let path_and_query = req
             .uri()

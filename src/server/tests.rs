@@ -1,6 +1,6 @@
 //! Handler tests: `router(state).oneshot(request)` against a real SQLite file.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -10,7 +10,9 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::clock::FixedClock;
-use crate::store::NewContact;
+use crate::config::Secret;
+use crate::shared::Shared;
+use crate::store::{Db, NewContact, Store};
 use crate::twilio::signature;
 
 const TOKEN: &str = "test-token";
@@ -47,49 +49,48 @@ fn now() -> DateTime<Utc> {
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    state: AppState,
+    state: Shared,
     attempt: i64,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("t.db")).expect("store");
-    let (cid, _) = store
-        .upsert_campaign("t", CAMPAIGN, false, now())
-        .expect("campaign");
-    let mut sink = store.import_sink(cid, "c.csv", None, now()).expect("sink");
-    sink.add(&NewContact {
-        phone: "+12125550101".into(),
-        ext_id: Some("7".into()),
-        name: Some("Ann".into()),
-        zones: None,
-        fields: "{}".into(),
-    })
-    .expect("contact");
-    sink.finish(true).expect("commit");
-    let mut store = store;
-    let contact = store
-        .for_each_contact(cid, |_| Ok::<_, crate::store::StoreError>(()))
-        .map(|_| 1)
-        .expect("contacts");
-    let attempt = store
-        .claim_attempt(contact, 0, now())
-        .expect("claim")
-        .expect("claimed");
-    assert!(store.bind_call_sid(attempt.id, SID).expect("bind"));
+    let db = Db::open(&dir.path().join("t.db")).expect("store");
+    let attempt = db
+        .write_blocking(|tx| {
+            let (cid, _) = tx.upsert_campaign("t", CAMPAIGN, false, now())?;
+            let contact = NewContact {
+                phone: "+12125550101".into(),
+                ext_id: Some("7".into()),
+                name: Some("Ann".into()),
+                zones: None,
+                fields: "{}".into(),
+            };
+            tx.import_contacts(cid, "c.csv", &[contact], now())?;
+            let attempt = tx.claim_attempt(1, 0, now())?.expect("claimed");
+            assert!(tx.bind_call_sid(attempt.id, SID)?);
+            Ok::<_, crate::store::StoreError>(attempt)
+        })
+        .expect("fixture");
     let url = url::Url::parse("https://dialer.example.com").expect("url");
-    let state = AppState::new(
-        Arc::new(Mutex::new(store)),
+    let state = Shared::new(
+        db,
         &url,
         Secret::new(TOKEN),
         chrono_tz::UTC,
         Arc::new(FixedClock(now())),
     );
+    state.in_flight.adopt(attempt.id, attempt.campaign_id);
     Fixture {
         _dir: dir,
         state,
         attempt: attempt.id,
     }
+}
+
+/// A read connection to the fixture's database (raw SQL: test only).
+fn reader(state: &Shared) -> Store {
+    Store::open_reader(state.db.path()).expect("reader")
 }
 
 fn signed(path_and_query: &str, params: &[(&str, &str)], token: Option<&str>) -> Request<Body> {
@@ -113,15 +114,15 @@ fn signed(path_and_query: &str, params: &[(&str, &str)], token: Option<&str>) ->
     req.body(Body::from(body)).expect("request")
 }
 
-async fn send(state: &AppState, req: Request<Body>) -> (StatusCode, String) {
+async fn send(state: &Shared, req: Request<Body>) -> (StatusCode, String) {
     let res = router(state.clone()).oneshot(req).await.expect("response");
     let status = res.status();
     let body = res.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn dump(state: &AppState) -> String {
-    let db = state.db();
+fn dump(state: &Shared) -> String {
+    let db = reader(state);
     let mut out = String::new();
     for table in ["attempts", "contacts", "call_events", "answers", "dnc"] {
         let mut stmt = db
@@ -264,7 +265,7 @@ async fn status_events_are_ordered_idempotent_and_all_kept() {
         .await;
         assert_eq!(code, StatusCode::NO_CONTENT);
     }
-    let db = f.state.db();
+    let db = reader(&f.state);
     let (status, reason, duration, events): (String, String, i64, i64) = db
         .conn()
         .query_row(
@@ -298,9 +299,7 @@ async fn busy_schedules_the_retry_from_its_delay() {
         signed(&path, &status_params("busy", "2"), Some(TOKEN)),
     )
     .await;
-    let (state, next, reason): (String, i64, String) = f
-        .state
-        .db()
+    let (state, next, reason): (String, i64, String) = reader(&f.state)
         .conn()
         .query_row(
             "SELECT state, next_attempt_at, last_reason FROM contacts",
@@ -359,9 +358,7 @@ async fn machine_gets_the_voicemail_and_the_reason_machine() {
         ),
     )
     .await;
-    let reason: String = f
-        .state
-        .db()
+    let reason: String = reader(&f.state)
         .conn()
         .query_row("SELECT reason FROM attempts", [], |r| r.get(0))
         .expect("reason");
@@ -382,7 +379,7 @@ async fn opt_out_digit_puts_the_number_on_dnc_at_once() {
         body.contains("<Say>Bye</Say>") && body.contains("<Hangup/>"),
         "{body}"
     );
-    let db = f.state.db();
+    let db = reader(&f.state);
     assert!(db.dnc_contains("+12125550101").expect("dnc"));
     let state: String = db
         .conn()
@@ -413,9 +410,7 @@ async fn three_unmatched_answers_go_to_no_input() {
             );
         }
     }
-    let stored: i64 = f
-        .state
-        .db()
+    let stored: i64 = reader(&f.state)
         .conn()
         .query_row("SELECT count(*) FROM answers WHERE matched = 0", [], |r| {
             r.get(0)
@@ -441,9 +436,7 @@ async fn speech_answer_sets_outcome_and_last_answer() {
         ),
     )
     .await;
-    let (outcome, speech): (String, String) = f
-        .state
-        .db()
+    let (outcome, speech): (String, String) = reader(&f.state)
         .conn()
         .query_row("SELECT outcome, speech FROM attempts", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

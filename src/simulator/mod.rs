@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 
 pub use config::{
     Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Rule, SimConfig,
@@ -159,9 +159,10 @@ pub fn router(state: SimState) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: SimConfig,
+    clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = SimState::new(config, Arc::new(SystemClock)).map_err(std::io::Error::other)?;
+    let state = SimState::new(config, clock).map_err(std::io::Error::other)?;
     serve_state(listener, state, shutdown).await
 }
 
@@ -188,14 +189,18 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts a simulator on `127.0.0.1:0`.
-    pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
-        Simulator::start_on("127.0.0.1:0", config).await
+    /// Starts a simulator on `127.0.0.1:0`, reading time from `clock`.
+    pub async fn start(config: SimConfig, clock: Arc<dyn Clock>) -> Result<Simulator, SimError> {
+        Simulator::start_on("127.0.0.1:0", config, clock).await
     }
 
     /// Starts a simulator listening on `addr` (e.g. `127.0.0.1:0`).
-    pub async fn start_on(addr: &str, config: SimConfig) -> Result<Simulator, SimError> {
-        let state = SimState::new(config, Arc::new(SystemClock))?;
+    pub async fn start_on(
+        addr: &str,
+        config: SimConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Simulator, SimError> {
+        let state = SimState::new(config, clock)?;
         let bind_err = |source| SimError::Bind {
             addr: addr.to_owned(),
             source,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, StoreError, instant, secs};
+use super::{Result, Store, StoreError, Tx, instant, secs};
 use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 
@@ -90,19 +90,17 @@ pub fn reason_of(status: &str, answered_by: Option<&str>) -> Option<Reason> {
     Some(reason)
 }
 
-impl Store {
+impl Tx<'_> {
     /// Claims a contact for a call: inserts the attempt row and counts it, in one transaction,
     /// only if the contact is open, has made `expected_attempts` attempts and has none open.
     /// Committed before the Calls create is sent (SPEC §5.5). `None` if the claim lost.
     pub fn claim_attempt(
-        &mut self,
+        &self,
         contact_id: i64,
         expected_attempts: u32,
         now: DateTime<Utc>,
     ) -> Result<Option<AttemptRow>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = &self.conn;
         let claimed = tx.execute(
             "UPDATE contacts SET attempts = attempts + 1, updated_at = ?3
              WHERE id = ?1 AND state = 'open' AND attempts = ?2
@@ -119,16 +117,13 @@ impl Store {
             params![contact_id, secs(now)],
         )?;
         let id = tx.last_insert_rowid();
-        tx.commit()?;
         self.attempt(id)
     }
 
     /// Undoes a claim whose create was refused with a retryable error (429/503): no call exists,
     /// so no attempt is counted (SPEC §5.3).
-    pub fn unclaim_attempt(&mut self, attempt_id: i64) -> Result<bool> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    pub fn unclaim_attempt(&self, attempt_id: i64) -> Result<bool> {
+        let tx = &self.conn;
         let contact: Option<i64> = tx
             .query_row(
                 "DELETE FROM attempts WHERE id = ?1 AND call_sid IS NULL AND ended_at IS NULL RETURNING contact_id",
@@ -143,27 +138,7 @@ impl Store {
             "UPDATE contacts SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0",
             [contact],
         )?;
-        tx.commit()?;
         Ok(true)
-    }
-
-    pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?
-            .query_row([id], attempt_row)
-            .optional()?)
-    }
-
-    /// Attempts not yet in a final state, oldest first.
-    pub fn open_attempts(&self) -> Result<Vec<AttemptRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{ATTEMPT_SELECT} WHERE a.ended_at IS NULL ORDER BY a.id"
-        ))?;
-        let rows = stmt
-            .query_map([], attempt_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
     }
 
     /// Binds a Call SID to an attempt (from the create response or the first callback, whichever
@@ -174,14 +149,6 @@ impl Store {
             .prepare_cached("UPDATE attempts SET call_sid = ?2 WHERE id = ?1 AND (call_sid IS NULL OR call_sid = ?2)")?
             .execute(params![attempt_id, sid])?;
         Ok(n == 1)
-    }
-
-    /// Whether some attempt already carries this Call SID.
-    pub fn call_sid_bound(&self, sid: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT 1 FROM attempts WHERE call_sid = ?1")?
-            .exists([sid])?)
     }
 
     /// Moves a `dialing` attempt to the status Twilio answered the create with.
@@ -211,16 +178,14 @@ impl Store {
     /// is newer (`SequenceNumber`), and on a final status ends the attempt and applies the retry
     /// policy to the contact — all in one transaction.
     pub fn apply_status(
-        &mut self,
+        &self,
         attempt_id: i64,
         rules: &CampaignRules,
         params_json: &str,
         ev: &StatusEvent<'_>,
         now: DateTime<Utc>,
     ) -> Result<StatusApplied> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = &self.conn;
         tx.prepare_cached(
             "INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -246,7 +211,7 @@ impl Store {
                 )?
                 .execute(params![attempt_id, ev.status, reason.as_str(), answered_by, ev.duration, secs(now), seq, ev.sip_code])?;
             if n == 1 {
-                finish_contact(&tx, attempt_id, rules, reason, now)?;
+                finish_contact(tx, attempt_id, rules, reason, now)?;
                 StatusApplied::Final(reason)
             } else {
                 StatusApplied::Ignored
@@ -265,22 +230,19 @@ impl Store {
                 StatusApplied::Ignored
             }
         };
-        tx.commit()?;
         Ok(applied)
     }
 
     /// Ends an attempt without a callback (a refused create, a reconciled or interrupted dial) and
     /// applies the retry policy.
     pub fn end_attempt(
-        &mut self,
+        &self,
         attempt_id: i64,
         rules: &CampaignRules,
         end: &EndedCall<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Reason>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = &self.conn;
         let reason = reason_of(end.status, end.answered_by).unwrap_or(Reason::Failed);
         let n = tx.execute(
             "UPDATE attempts SET status = ?2, reason = ?3, answered_by = coalesce(?4, answered_by), duration_seconds = ?5,
@@ -291,8 +253,7 @@ impl Store {
         if n != 1 {
             return Ok(None);
         }
-        finish_contact(&tx, attempt_id, rules, reason, now)?;
-        tx.commit()?;
+        finish_contact(tx, attempt_id, rules, reason, now)?;
         Ok(Some(reason))
     }
 
@@ -310,28 +271,16 @@ impl Store {
         Ok(())
     }
 
-    /// Unmatched answers so far for one step of one attempt (the 3-strikes rule).
-    pub fn unmatched_answers(&self, attempt_id: i64, step: &str) -> Result<u32> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT count(*) FROM answers WHERE attempt_id = ?1 AND step = ?2 AND matched = 0",
-            )?
-            .query_row(params![attempt_id, step], |r| r.get(0))?)
-    }
-
     /// A matched option's effects: outcome, retry_after, and opt-out (DNC at once, contact closed).
     pub fn apply_option(
-        &mut self,
+        &self,
         attempt_id: i64,
         outcome: Option<&str>,
         retry_after: Option<std::time::Duration>,
         opt_out: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = &self.conn;
         tx.execute(
             "UPDATE attempts SET outcome = coalesce(?2, outcome), retry_after = coalesce(?3, retry_after),
                     opted_out = max(opted_out, ?4)
@@ -350,8 +299,46 @@ impl Store {
                 params![attempt_id, outcome, secs(now)],
             )?;
         }
-        tx.commit()?;
         Ok(())
+    }
+}
+
+impl Store {
+    pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?
+            .query_row([id], attempt_row)
+            .optional()?)
+    }
+
+    /// Attempts not yet in a final state, oldest first.
+    pub fn open_attempts(&self) -> Result<Vec<AttemptRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{ATTEMPT_SELECT} WHERE a.ended_at IS NULL ORDER BY a.id"
+        ))?;
+        let rows = stmt
+            .query_map([], attempt_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Whether some attempt already carries this Call SID.
+    pub fn call_sid_bound(&self, sid: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM attempts WHERE call_sid = ?1")?
+            .exists([sid])?)
+    }
+
+    /// Unmatched answers so far for one step of one attempt (the 3-strikes rule).
+    pub fn unmatched_answers(&self, attempt_id: i64, step: &str) -> Result<u32> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM answers WHERE attempt_id = ?1 AND step = ?2 AND matched = 0",
+            )?
+            .query_row(params![attempt_id, step], |r| r.get(0))?)
     }
 
     /// Number of attempts not in a final state (all campaigns, or one).
@@ -362,10 +349,37 @@ impl Store {
             .query_row([campaign_id], |r| r.get(0))?)
     }
 
+    /// How each of the given attempts stands: still open, or ended with its reason.
+    pub fn attempt_ends(&self, ids: &[i64]) -> Result<Vec<AttemptEnding>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ended_at IS NULL, reason FROM attempts WHERE id = ?1")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row: Option<(bool, Option<String>)> = stmt
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match row {
+                Some((true, _)) => out.push(AttemptEnding::Open),
+                Some((false, reason)) => out.push(AttemptEnding::Ended(reason)),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
     pub fn require_attempt(&self, id: i64) -> Result<AttemptRow> {
         self.attempt(id)?
             .ok_or_else(|| StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
     }
+}
+
+/// Where an attempt stands (the batch summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnding {
+    Open,
+    /// Ended, with its reason (`None` only for rows written by hand).
+    Ended(Option<String>),
 }
 
 /// The fields of a status callback the lifecycle uses.
@@ -391,7 +405,7 @@ pub struct EndedCall<'a> {
 
 /// Applies `after_attempt` to the attempt's contact (inside the caller's transaction).
 fn finish_contact(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     attempt_id: i64,
     rules: &CampaignRules,
     reason: Reason,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, StoreError, secs};
+use super::{Result, Store, StoreError, Tx, secs};
 
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
@@ -37,7 +37,17 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRow> {
     })
 }
 
-impl Store {
+impl Tx<'_> {
+    /// Sets the paused flag; returns whether it changed.
+    pub fn set_paused(&self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<bool> {
+        let c = self.require_campaign(name)?;
+        let n = self.conn.execute(
+            "UPDATE campaigns SET paused = ?1, updated_at = ?2 WHERE id = ?3 AND paused <> ?1",
+            params![paused, secs(now), c.id],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Inserts a new campaign, or with `replace` updates the config of an existing one (its
     /// contacts, history and paused flag are kept). Returns the id and whether it existed.
     pub fn upsert_campaign(
@@ -66,7 +76,9 @@ impl Store {
             }
         }
     }
+}
 
+impl Store {
     pub fn campaign(&self, name: &str) -> Result<Option<CampaignRow>> {
         Ok(self
             .conn
@@ -88,16 +100,6 @@ impl Store {
             .query_map([], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
-    }
-
-    /// Sets the paused flag; returns whether it changed.
-    pub fn set_paused(&self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<bool> {
-        let c = self.require_campaign(name)?;
-        let n = self.conn.execute(
-            "UPDATE campaigns SET paused = ?1, updated_at = ?2 WHERE id = ?3 AND paused <> ?1",
-            params![paused, secs(now), c.id],
-        )?;
-        Ok(n == 1)
     }
 
     pub fn campaign_stats(&self, campaign_id: i64) -> Result<CampaignStats> {

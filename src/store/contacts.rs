@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Result, Store, StoreError, instant, secs};
+use super::{Result, Store, StoreError, Tx, instant, secs};
 use crate::schedule::ContactState;
 
 /// A contact as read from the CSV, normalized.
@@ -28,129 +28,204 @@ pub struct ImportCounts {
     pub rejected: u64,
 }
 
-/// Receives the rows of one import inside transactions: one for the whole import, or one per
-/// `batch` rows. Dropping it without [`ImportSink::finish`] rolls back the open transaction.
-pub struct ImportSink<'a> {
-    conn: &'a Connection,
-    campaign_id: i64,
-    import_id: i64,
-    now: i64,
-    batch: Option<u64>,
-    in_batch: u64,
-    open: bool,
-    pub counts: ImportCounts,
-}
-
-impl Store {
-    /// Starts an import into a campaign. `batch`: commit every N rows (None: one transaction).
-    pub fn import_sink(
-        &self,
-        campaign_id: i64,
-        file: &str,
-        batch: Option<u64>,
-        now: DateTime<Utc>,
-    ) -> Result<ImportSink<'_>> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut sink = ImportSink {
-            conn: &self.conn,
-            campaign_id,
-            import_id: 0,
-            now: secs(now),
-            batch,
-            in_batch: 0,
-            open: true,
-            counts: ImportCounts::default(),
-        };
-        self.conn.execute(
-            "INSERT INTO imports (campaign_id, file, started_at) VALUES (?1, ?2, ?3)",
-            params![campaign_id, file, secs(now)],
-        )?;
-        sink.import_id = self.conn.last_insert_rowid();
-        Ok(sink)
+impl ImportCounts {
+    /// Adds a chunk's counts.
+    pub fn add(&mut self, other: &ImportCounts) {
+        self.imported += other.imported;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
     }
 }
 
-impl ImportSink<'_> {
-    /// Inserts or updates one contact; a number already seen in this import is a duplicate.
-    pub fn add(&mut self, c: &NewContact) -> Result<()> {
-        type Existing = (
-            i64,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-        );
-        let existing: Option<Existing> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, import_id, ext_id, name, zones, fields FROM contacts WHERE campaign_id = ?1 AND phone = ?2",
-            )?
-            .query_row(params![self.campaign_id, c.phone], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+/// One import run: the campaign it fills and its row in `imports` (`contacts.import_id` points to
+/// the last run that saw a contact, which is how a number repeated in the file is recognised).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportRun {
+    pub campaign_id: i64,
+    pub import_id: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// What one chunk of an import did; `duplicates` are indexes into the chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkOutcome {
+    pub counts: ImportCounts,
+    pub duplicates: Vec<usize>,
+}
+
+/// A contact as stored, for comparison with the row being imported.
+struct Stored {
+    id: i64,
+    import_id: Option<i64>,
+    ext_id: Option<String>,
+    name: Option<String>,
+    zones: Option<String>,
+    fields: String,
+}
+
+impl Stored {
+    fn same_as(&self, c: &NewContact) -> bool {
+        self.ext_id == c.ext_id
+            && self.name == c.name
+            && self.zones == c.zones
+            && self.fields == c.fields
+    }
+}
+
+fn stored(conn: &Connection, campaign_id: i64, phone: &str) -> Result<Option<Stored>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, import_id, ext_id, name, zones, fields FROM contacts WHERE campaign_id = ?1 AND phone = ?2",
+        )?
+        .query_row(params![campaign_id, phone], |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                import_id: r.get(1)?,
+                ext_id: r.get(2)?,
+                name: r.get(3)?,
+                zones: r.get(4)?,
+                fields: r.get(5)?,
             })
-            .optional()?;
-        match existing {
-            None => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO contacts (campaign_id, phone, ext_id, name, zones, fields, import_id, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                    )?
-                    .execute(params![
-                        self.campaign_id,
-                        c.phone,
-                        c.ext_id,
-                        c.name,
-                        c.zones,
-                        c.fields,
-                        self.import_id,
-                        self.now
-                    ])?;
-                self.counts.imported += 1;
-            }
-            Some((_, Some(seen), ..)) if seen == self.import_id => self.counts.duplicates += 1,
-            Some((id, _, ext_id, name, zones, fields)) => {
-                let same =
-                    ext_id == c.ext_id && name == c.name && zones == c.zones && fields == c.fields;
-                if same {
+        })
+        .optional()?)
+}
+
+impl Tx<'_> {
+    /// Starts an import run into a campaign.
+    pub fn begin_import(
+        &self,
+        campaign_id: i64,
+        file: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ImportRun> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO imports (campaign_id, file, started_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![campaign_id, file, secs(now)])?;
+        Ok(ImportRun {
+            campaign_id,
+            import_id: self.conn.last_insert_rowid(),
+            now,
+        })
+    }
+
+    /// Inserts or updates one chunk of contacts; a number already seen in this run is a
+    /// duplicate. A changed contact keeps its call history.
+    pub fn import_chunk(&self, run: &ImportRun, rows: &[NewContact]) -> Result<ChunkOutcome> {
+        let mut out = ChunkOutcome::default();
+        let now = secs(run.now);
+        for (i, c) in rows.iter().enumerate() {
+            match stored(&self.conn, run.campaign_id, &c.phone)? {
+                None => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO contacts (campaign_id, phone, ext_id, name, zones, fields, import_id, created_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                        )?
+                        .execute(params![run.campaign_id, c.phone, c.ext_id, c.name, c.zones, c.fields, run.import_id, now])?;
+                    out.counts.imported += 1;
+                }
+                Some(s) if s.import_id == Some(run.import_id) => {
+                    out.counts.duplicates += 1;
+                    out.duplicates.push(i);
+                }
+                Some(s) if s.same_as(c) => {
                     self.conn
                         .prepare_cached("UPDATE contacts SET import_id = ?1 WHERE id = ?2")?
-                        .execute(params![self.import_id, id])?;
-                    self.counts.unchanged += 1;
-                } else {
+                        .execute(params![run.import_id, s.id])?;
+                    out.counts.unchanged += 1;
+                }
+                Some(s) => {
                     self.conn
                         .prepare_cached(
                             "UPDATE contacts SET ext_id = ?1, name = ?2, zones = ?3, fields = ?4, import_id = ?5, updated_at = ?6
                              WHERE id = ?7",
                         )?
-                        .execute(params![c.ext_id, c.name, c.zones, c.fields, self.import_id, self.now, id])?;
-                    self.counts.updated += 1;
+                        .execute(params![c.ext_id, c.name, c.zones, c.fields, run.import_id, now, s.id])?;
+                    out.counts.updated += 1;
                 }
             }
         }
-        self.in_batch += 1;
-        if self.batch.is_some_and(|b| self.in_batch >= b) {
-            self.conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
-            self.in_batch = 0;
-        }
-        Ok(())
+        Ok(out)
     }
 
-    /// Commits (or, with `commit = false`, rolls back) what is still open.
-    pub fn finish(mut self, commit: bool) -> Result<ImportCounts> {
-        self.open = false;
+    /// A whole (small) import in one job: begin, one chunk, finish.
+    pub fn import_contacts(
+        &self,
+        campaign_id: i64,
+        file: &str,
+        rows: &[NewContact],
+        now: DateTime<Utc>,
+    ) -> Result<ImportCounts> {
+        let run = self.begin_import(campaign_id, file, now)?;
+        let out = self.import_chunk(&run, rows)?;
+        self.finish_import(&run, now)?;
+        Ok(out.counts)
+    }
+
+    /// Marks an import run complete.
+    pub fn finish_import(&self, run: &ImportRun, now: DateTime<Utc>) -> Result<()> {
         self.conn
-            .execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })?;
-        Ok(self.counts)
+            .prepare_cached("UPDATE imports SET finished_at = ?2 WHERE id = ?1")?
+            .execute(params![run.import_id, secs(now)])?;
+        Ok(())
     }
 }
 
-impl Drop for ImportSink<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
+/// A dry run of an import: counts what an import would do, writing nothing to the database
+/// (numbers seen so far go to a TEMP table of this connection, so memory stays flat and no write
+/// lock is taken).
+pub struct DryRun<'a> {
+    store: &'a Store,
+    campaign_id: i64,
+}
+
+impl Store {
+    pub fn dry_run(&self, campaign_id: i64) -> Result<DryRun<'_>> {
+        self.conn.execute_batch(
+            "PRAGMA query_only = OFF;
+             CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (phone TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.dry_run_seen;
+             PRAGMA query_only = ON;",
+        )?;
+        Ok(DryRun {
+            store: self,
+            campaign_id,
+        })
+    }
+}
+
+impl DryRun<'_> {
+    pub fn chunk(&mut self, rows: &[NewContact]) -> Result<ChunkOutcome> {
+        let conn = &self.store.conn;
+        conn.execute_batch("PRAGMA query_only = OFF")?;
+        let result = (|| {
+            let mut out = ChunkOutcome::default();
+            for (i, c) in rows.iter().enumerate() {
+                let first = conn
+                    .prepare_cached(
+                        "INSERT INTO temp.dry_run_seen (phone) VALUES (?1) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute([&c.phone])?
+                    == 1;
+                if !first {
+                    out.counts.duplicates += 1;
+                    out.duplicates.push(i);
+                    continue;
+                }
+                match stored(conn, self.campaign_id, &c.phone)? {
+                    None => out.counts.imported += 1,
+                    Some(s) if s.same_as(c) => out.counts.unchanged += 1,
+                    Some(_) => out.counts.updated += 1,
+                }
+            }
+            Ok(out)
+        })();
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        result
     }
 }
 
@@ -290,5 +365,46 @@ impl Store {
             names.insert("id".into());
         }
         Ok(names)
+    }
+}
+
+impl Store {
+    /// The earliest future retry of a campaign's open contacts (the daemon's wake-up).
+    pub fn earliest_retry(
+        &self,
+        campaign_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(next_attempt_at) FROM contacts
+                 WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at > ?2",
+            )?
+            .query_row(params![campaign_id, secs(now)], |r| r.get(0))?;
+        Ok(at.map(instant))
+    }
+
+    /// The distinct stored zone lists (`|`-separated; `None` = the campaign's zone) of a
+    /// campaign's open contacts.
+    pub fn open_zone_lists(&self, campaign_id: i64) -> Result<Vec<Option<String>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT zones FROM contacts WHERE campaign_id = ?1 AND state = 'open'",
+        )?;
+        let rows = stmt
+            .query_map([campaign_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Open contacts of a campaign whose next attempt time has come (before calling-hours
+    /// checks): an index range count for `/metrics`.
+    pub fn ready_contacts(&self, campaign_id: i64, now: DateTime<Utc>) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2",
+            )?
+            .query_row(params![campaign_id, secs(now)], |r| r.get(0))?)
     }
 }

@@ -3,27 +3,18 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{Result, Store, instant, secs};
+use super::{Result, Store, Tx, instant, secs};
 
-impl Store {
+impl Tx<'_> {
     /// Adds numbers; returns how many were new.
-    pub fn dnc_add(
-        &mut self,
-        numbers: &[String],
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        let tx = self.conn.transaction()?;
+    pub fn dnc_add(&self, numbers: &[String], source: &str, now: DateTime<Utc>) -> Result<usize> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO dnc (phone, source, added_at) VALUES (?1, ?2, ?3) ON CONFLICT (phone) DO NOTHING",
+        )?;
         let mut added = 0;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO dnc (phone, source, added_at) VALUES (?1, ?2, ?3) ON CONFLICT (phone) DO NOTHING",
-            )?;
-            for n in numbers {
-                added += stmt.execute(params![n, source, secs(now)])?;
-            }
+        for n in numbers {
+            added += stmt.execute(params![n, source, secs(now)])?;
         }
-        tx.commit()?;
         Ok(added)
     }
 
@@ -34,7 +25,9 @@ impl Store {
             .execute("DELETE FROM dnc WHERE phone = ?1", [number])?
             == 1)
     }
+}
 
+impl Store {
     pub fn dnc_list(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
         let mut stmt = self
             .conn

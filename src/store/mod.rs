@@ -1,12 +1,17 @@
-//! The SQLite store: opening (WAL, foreign keys, busy timeout, mode 0600), migrations, and the
-//! queries, one file per table. Instants are INTEGER unix seconds UTC, always bound as parameters.
+//! The SQLite store, sealed: every SQL statement of the product lives under this module.
+//! Opening (WAL, foreign keys, busy timeout, mode 0600) and migrations here; the queries one file
+//! per table. Reads are methods of [`Store`] (one connection; [`Db`] keeps a pool of them);
+//! writes are methods of [`Tx`], which only the one [`Writer`] thread hands out, inside its
+//! group-committed transaction. Instants are INTEGER unix seconds UTC, always bound as parameters.
 
 mod attempts;
 mod campaigns;
 mod contacts;
+mod db;
 mod dnc;
 mod lock;
 mod reports;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
@@ -14,16 +19,22 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use attempts::{
-    Answer, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status, reason_of,
+    Answer, AttemptEnding, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status,
+    reason_of,
 };
 pub use campaigns::{CampaignRow, CampaignStats};
-pub use contacts::{ContactRow, ImportCounts, ImportSink, NewContact};
+pub use contacts::{ChunkOutcome, ContactRow, DryRun, ImportCounts, ImportRun, NewContact};
+pub use db::Db;
 pub use lock::{LockError, ProcessLock};
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
+pub use writer::Writer;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/0001_initial.sql")),
+    M::up(include_str!("../../migrations/0002_changes.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,13 +57,21 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("campaign `{0}` does not exist (see `dialer campaign list`)")]
     NoCampaign(String),
-    #[error("stored campaign `{name}` no longer validates: {message}")]
+    #[error(
+        "stored campaign `{name}` no longer validates: {message}; re-import it with `campaign import --replace`"
+    )]
     BadStoredCampaign { name: String, message: String },
+    #[error("the write was not committed: {0}")]
+    Commit(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("a database task failed: {0}")]
+    Task(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// An open database.
+/// One open connection to the database: the read queries.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -65,7 +84,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating with mode 0600 if missing) and migrates the database.
+    /// Opens (creating with mode 0600 if missing) and migrates the database. The connection the
+    /// [`Writer`] owns; everything else reads through [`Store::open_reader`].
     pub fn open(path: &Path) -> Result<Store> {
         if !path.exists() {
             create_private(path).map_err(|source| StoreError::Create {
@@ -96,16 +116,75 @@ impl Store {
         })
     }
 
+    /// A read-only connection to a database the writer has created and migrated.
+    pub fn open_reader(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                source: rusqlite::Error::InvalidPath(path.to_owned()),
+            });
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether the database answers (`/health`).
+    pub fn ping(&self) -> Result<()> {
+        self.conn
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    /// A counter that grows whenever campaigns, the DNC list or imports change, in any process
+    /// (triggers keep it): the daemon reloads its campaigns when it moves.
+    pub fn change_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT version FROM changes WHERE id = 1")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Raw access for unit tests that set up unusual rows.
+    #[cfg(test)]
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// Writes outside the writer thread, for unit tests (each statement commits on its own).
+    #[cfg(test)]
+    pub fn tx(&self) -> Tx<'_> {
+        Tx { store: self }
+    }
+}
+
+/// The write queries, inside the [`Writer`]'s transaction (each job in its own savepoint).
+/// Reads are available too, through `Deref`, and see the transaction's own changes.
+pub struct Tx<'a> {
+    store: &'a Store,
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.store
     }
 }
 

@@ -301,7 +301,12 @@ async fn serve_answers_until_shutdown() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, config(1), shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        config(1),
+        Arc::new(crate::clock::SystemClock),
+        shutdown.clone(),
+    ));
     let log: Value = reqwest::get(format!("http://{addr}/simulator/requests"))
         .await
         .expect("request log")

@@ -139,7 +139,9 @@ async fn world(config: SimConfig, twiml: &[(&str, &str)]) -> World {
             .await
             .expect("stub serves");
     });
-    let sim = Simulator::start(config).await.expect("simulator starts");
+    let sim = Simulator::start(config, Arc::new(crate::clock::SystemClock))
+        .await
+        .expect("simulator starts");
     World {
         sim,
         stub,

@@ -338,7 +338,9 @@ async fn a_status_update_cancels_a_ringing_call() {
 
 #[tokio::test]
 async fn shutdown_stops_the_in_process_simulator() {
-    let sim = Simulator::start(config(1)).await.expect("starts");
+    let sim = Simulator::start(config(1), Arc::new(crate::clock::SystemClock))
+        .await
+        .expect("starts");
     let url = format!("{}/simulator/requests", sim.base_url());
     assert!(
         reqwest::get(&url)

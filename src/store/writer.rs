@@ -1,0 +1,250 @@
+//! The one writer (group commit). A thread owns the database's only write connection; callers
+//! send it jobs over a channel. The thread takes every job waiting, runs them in one transaction
+//! (`BEGIN IMMEDIATE`), each inside its own savepoint so a failing job undoes only itself,
+//! commits once, and only then answers each caller. Many callbacks arriving together therefore
+//! cost one commit (one WAL sync), and no caller hears "done" before its write is on disk.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+
+use super::{Result, Store, StoreError, Tx};
+
+/// Jobs committed together at most (bounds the time a commit keeps callers waiting).
+const MAX_BATCH: usize = 512;
+
+/// What a job hands back once the transaction it ran in has committed (or failed to).
+type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
+
+/// A unit of work: runs inside the writer's transaction, says whether it succeeded (so its
+/// savepoint is kept or undone) and how to answer its caller after the commit. Given no
+/// transaction (none could be started), it does not run and only makes its reply.
+type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> (bool, Reply) + Send>;
+
+/// A handle to the writer thread; cheap to clone. The thread ends when the last handle drops.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: Sender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("path", &self.path).finish()
+    }
+}
+
+impl Writer {
+    /// Opens (creating and migrating) the database and starts its writer thread.
+    pub fn start(path: &Path) -> Result<Writer> {
+        let store = Store::open(path)?;
+        let (jobs, rx) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("dialer-writer".into())
+            .spawn(move || run(&store, &rx))
+            .map_err(|source| StoreError::Create {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Writer {
+            jobs,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer's next transaction; resolves after that transaction committed.
+    pub async fn write<R, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    ) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| E::from(StoreError::WriterGone))?
+    }
+
+    /// [`Writer::write`] for synchronous callers (CLI commands, blocking threads).
+    pub fn write_blocking<R, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    ) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| E::from(StoreError::WriterGone))?
+    }
+
+    fn submit<R, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+        answer: impl FnOnce(std::result::Result<R, E>) + Send + 'static,
+    ) -> std::result::Result<(), E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let failed = |e: &str| E::from(StoreError::Commit(e.to_owned()));
+        let job: Job = Box::new(move |tx| match tx.map(f) {
+            None => (
+                false,
+                Box::new(move |r: std::result::Result<(), &str>| {
+                    answer(Err(failed(r.err().unwrap_or("no transaction"))));
+                }),
+            ),
+            Some(Ok(value)) => (
+                true,
+                Box::new(
+                    move |committed: std::result::Result<(), &str>| match committed {
+                        Ok(()) => answer(Ok(value)),
+                        Err(e) => answer(Err(failed(e))),
+                    },
+                ),
+            ),
+            Some(Err(e)) => (false, Box::new(move |_| answer(Err(e)))),
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(StoreError::WriterGone))
+    }
+}
+
+/// The writer thread: batch, run, commit, answer; until every handle is gone.
+fn run(store: &Store, jobs: &Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        commit_batch(store, batch);
+    }
+}
+
+fn commit_batch(store: &Store, batch: Vec<Job>) {
+    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = e.to_string();
+        tracing::error!(error = %message, "cannot start a write transaction");
+        for job in batch {
+            let (_, reply) = job(None);
+            reply(Err(&message));
+        }
+        return;
+    }
+    let tx = Tx { store };
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = store.conn.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %e, "cannot open a savepoint");
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&tx)))) {
+            Ok((true, reply)) => {
+                let _ = store.conn.execute_batch("RELEASE job");
+                replies.push(reply);
+            }
+            Ok((false, reply)) => {
+                let _ = store.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                replies.push(reply);
+            }
+            Err(_) => {
+                // the caller sees its channel close: `WriterGone`
+                tracing::error!("a write job panicked; its changes were undone");
+                let _ = store.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+    }
+    match store.conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for reply in replies {
+                reply(Ok(()));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!(error = %message, "commit failed; the batch was rolled back");
+            let _ = store.conn.execute_batch("ROLLBACK");
+            for reply in replies {
+                reply(Err(&message));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM dnc", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn a_write_is_visible_to_other_connections_once_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(&path).expect("writer");
+        let reader = Store::open_reader(&path).expect("reader");
+        let added = writer
+            .write_blocking(|tx| tx.dnc_add(&["+12125550101".to_owned()], "cli", instant(0)))
+            .expect("write");
+        assert_eq!(added, 1);
+        assert_eq!(count(&reader), 1);
+    }
+
+    #[test]
+    fn a_failing_job_undoes_only_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(&path).expect("writer");
+        let failing = writer.write_blocking(|tx| {
+            tx.dnc_add(&["+12125550101".to_owned()], "cli", instant(0))?;
+            Err::<(), _>(StoreError::NoCampaign("x".into()))
+        });
+        assert!(matches!(failing, Err(StoreError::NoCampaign(_))));
+        writer
+            .write_blocking(|tx| tx.dnc_add(&["+12125550102".to_owned()], "cli", instant(0)))
+            .expect("write");
+        let reader = Store::open_reader(&path).expect("reader");
+        assert_eq!(count(&reader), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_grouped_and_all_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(&path).expect("writer");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let w = writer.clone();
+            tasks.spawn(async move {
+                w.write(move |tx| tx.dnc_add(&[format!("+1212555{i:04}")], "cli", instant(0)))
+                    .await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            assert_eq!(done.expect("task").expect("write"), 1);
+        }
+        let reader = Store::open_reader(&path).expect("reader");
+        assert_eq!(count(&reader), 200);
+    }
+
+    use super::super::instant;
+}
