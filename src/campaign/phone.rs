@@ -3,8 +3,11 @@
 //! Numbers are parsed and validated by libphonenumber's rules and metadata from the
 //! `phonenumber` crate: plain digit forms by a replay of the crate's steps that matches the
 //! metadata patterns with per-thread regexes (module `fast`, so threads run in parallel), and
-//! everything else by the crate itself; both give the same answers (tested). Time zones come from libphonenumber's prefix → zones data, compiled into
-//! `phone_zones.rs` by `tools/gen-phone-zones.py` (see `THIRD_PARTY_NOTICES.md`).
+//! everything else by the crate itself; both give the same answers (tested). Letters always go
+//! to the crate, and are accepted only where libphonenumber accepts them (vanity numbers such as
+//! `1-800-FLOWERS`, see [`VANITY_MIN_LETTERS`]). Time zones come from libphonenumber's prefix →
+//! zones data, compiled into `phone_zones.rs` by `tools/gen-phone-zones.py` (see
+//! `THIRD_PARTY_NOTICES.md`).
 
 use std::fmt::{self, Write as _};
 use std::sync::{LazyLock, Once, PoisonError};
@@ -55,22 +58,33 @@ pub enum PhoneError {
     InvalidNational { number: String, region: Region },
     #[error("`{0}` has an extension, which cannot be dialed: remove the extension")]
     Extension(String),
+    #[error(
+        "`{0}` is not a valid phone number: it has a letter among its digits (O for 0? l for 1?); \
+         write it with digits only (letters are read as keypad digits only in vanity numbers \
+         with 3 or more, like 1-800-FLOWERS)"
+    )]
+    Letters(String),
 }
 
 /// Normalizes `raw` to E.164 (`+14155550100`), reading national forms in `default_region`.
 ///
 /// Spaces, dashes, dots and parentheses are ignored and a leading `00` means international
 /// (`0034 600 123 456` → `+34600123456`). The number must be valid by libphonenumber's rules
-/// (`phonenumber::is_valid`); one with an extension is rejected.
+/// (`phonenumber::is_valid`); one with an extension is rejected. Letters are read as keypad
+/// digits only in a vanity number with 3 or more of them (`1-800-FLOWERS`), as libphonenumber
+/// does; 1 or 2 letters (`(212) 555-O1O1`) reject the number ([`PhoneError::Letters`]).
 pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(PhoneError::Empty);
     }
     let database = database();
+    let typo = || (1..VANITY_MIN_LETTERS).contains(&letters_in_number(trimmed));
     let invalid = |international: bool| {
         let number = shorten(trimmed);
-        if international {
+        if typo() {
+            PhoneError::Letters(number)
+        } else if international {
             PhoneError::Invalid(number)
         } else {
             PhoneError::InvalidNational {
@@ -121,6 +135,10 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
     if number.extension().is_some() {
         return Err(PhoneError::Extension(shorten(trimmed)));
     }
+    // The crate reads every letter as a keypad digit; libphonenumber only in a vanity number.
+    if typo() {
+        return Err(PhoneError::Letters(shorten(trimmed)));
+    }
     if !phonenumber::is_valid_with(database, &number) {
         return Err(invalid(international));
     }
@@ -128,6 +146,28 @@ pub fn normalize(raw: &str, default_region: &Region) -> Result<String, PhoneErro
     write!(e164, "+{}{}", number.code().value(), number.national())
         .expect("writing to a String cannot fail");
     Ok(e164)
+}
+
+/// The fewest letters libphonenumber reads as keypad digits (`VALID_ALPHA_PHONE_PATTERN`,
+/// `(?:.*?[A-Za-z]){3}.*`, checked in `PhoneNumberUtil.normalize`): `1-800-FLOWERS` is a vanity
+/// number, while in `(212) 555-O1O1` the letters are dropped, not converted, which leaves too
+/// few digits. The `phonenumber` crate 0.3 defines the pattern but never checks it (it converts
+/// every letter), so [`normalize`] applies it. Where dropping the letters would leave a valid
+/// number (`+49 30 1234 O567`), that number is not the one written either: 1 or 2 letters are
+/// always rejected.
+const VANITY_MIN_LETTERS: usize = 3;
+
+/// The ASCII letters libphonenumber counts for [`VANITY_MIN_LETTERS`]: those of the number
+/// itself, from its first digit or plus sign (`extractPossibleNumber` drops what comes before,
+/// such as `tel:`) up to any `;` (RFC 3966 parameters). An extension is rejected before this
+/// is asked.
+fn letters_in_number(raw: &str) -> usize {
+    let start = raw
+        .find(|c: char| c.is_numeric() || PLUS_SIGNS.contains(&c))
+        .unwrap_or(raw.len());
+    let number = &raw[start..];
+    let number = number.split(';').next().unwrap_or(number);
+    number.bytes().filter(u8::is_ascii_alphabetic).count()
 }
 
 /// What [`normalize`] made of its input before validation.
@@ -693,6 +733,11 @@ mod tests {
             normalize("415-555-0132 ext. 12", &us()),
             Err(PhoneError::Extension("415-555-0132 ext. 12".into()))
         );
+        // `x` is a letter, but here it marks an extension, which is the reason given.
+        assert_eq!(
+            normalize("415-555-0132 x12", &us()),
+            Err(PhoneError::Extension("415-555-0132 x12".into()))
+        );
     }
 
     #[test]
@@ -709,6 +754,12 @@ mod tests {
             .to_string(),
             "`555-0100` is not a valid phone number in region `US` (`dialer.default_region`): \
              write it in international form like +14155550100"
+        );
+        assert_eq!(
+            PhoneError::Letters("(212) 555-O1O1".into()).to_string(),
+            "`(212) 555-O1O1` is not a valid phone number: it has a letter among its digits \
+             (O for 0? l for 1?); write it with digits only (letters are read as keypad digits \
+             only in vanity numbers with 3 or more, like 1-800-FLOWERS)"
         );
         assert_eq!(
             PhoneError::Empty.to_string(),
@@ -898,6 +949,138 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize(raw, &us()), Ok(want.to_owned()), "{raw}");
         }
+    }
+
+    /// Issue: a letter typed for a digit was read as a keypad digit, so `(212) 555-O1O1` became
+    /// +12125556161, a different person (on the do-not-call list too). libphonenumber reads
+    /// letters only in a number with 3 or more of them (`VALID_ALPHA_PHONE_PATTERN`).
+    #[test]
+    fn a_letter_typed_for_a_digit_is_rejected_not_read_as_another_number() {
+        let cases = [
+            ("(212) 555-O1O1", us()),
+            ("+1 212 555 0l99", us()),
+            ("212-555-01O1", us()),
+            ("+1 (415) 555-OI32", us()),
+            ("+44 20 7946 O958", us()),
+            ("0034 6l2 345 678", us()),
+            ("6l2 345 678", es()),
+            ("(212) 555-0101 O", us()),
+            // Dropping the letter, as libphonenumber does, would leave a valid number that is
+            // not the one written.
+            ("+49 30 1234 O567", us()),
+        ];
+        for (raw, region) in cases {
+            assert_eq!(
+                normalize(raw, &region),
+                Err(PhoneError::Letters(raw.into())),
+                "{raw} in {region}"
+            );
+        }
+    }
+
+    #[test]
+    fn vanity_numbers_with_three_or_more_letters_are_read_as_keypad_digits() {
+        let cases = [
+            ("1-800-FLOWERS", "+18003569377"),
+            ("1 (800) flowers", "+18003569377"),
+            ("+1 800 FLOWERS", "+18003569377"),
+            ("tel:+1-800-FLOWERS", "+18003569377"),
+            ("+1-800-GOT-JUNK", "+18004685865"),
+            ("1-800-356-9JKL", "+18003569555"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw, &us()), Ok(want.to_owned()), "{raw}");
+        }
+    }
+
+    /// Letters always take the crate's parser; the same number in digits takes the fast path.
+    #[test]
+    fn vanity_letters_on_the_crate_path_agree_with_digits_on_the_fast_path() {
+        let cases = [
+            ("1-800-FLOWERS", "18003569377"),
+            ("+1-800-GOT-JUNK", "+1-8004685865"),
+            ("+44 20 7946 JKL8", "+44-2079465558"),
+            ("0034 600 ADG 456", "+34-600234456"),
+        ];
+        for (vanity, digits) in cases {
+            let fast = if digits.starts_with('+') {
+                fast::international(database(), digits)
+            } else {
+                fast::national(database(), "US", digits)
+            };
+            let fast = fast.unwrap_or_else(|| panic!("{digits} left the fast path"));
+            assert!(fast.is_ok(), "{digits} is invalid");
+            assert_eq!(normalize(vanity, &us()).ok(), fast.ok(), "{vanity}");
+        }
+    }
+
+    /// Random valid numbers with some digits written as letters: 1 or 2 look-alike letters are
+    /// always rejected; 3 or more keypad letters give the number of the digits they stand for.
+    #[test]
+    fn letters_among_digits_on_random_numbers() {
+        // Keypad letters that cannot spell an extension marker (`x`, `ext`, `int`, `anexo`).
+        const KEYPAD: [&[u8]; 10] = [
+            b"", b"", b"ABC", b"DF", b"GH", b"JKL", b"MO", b"PQRS", b"UV", b"WYZ",
+        ];
+        const LOOK_ALIKE: [&[u8]; 10] =
+            [b"Oo", b"lI", b"Z", b"E", b"A", b"S", b"G", b"T", b"B", b"g"];
+        let mut state = 0x51f1_5eed_dead_beef_u64;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % bound as u64).expect("below a usize bound")
+        };
+        let (mut typos, mut vanity) = (0, 0);
+        for raw in sample_numbers(3_000) {
+            let Ok(want) = normalize(&raw, &us()) else {
+                continue;
+            };
+            // Past the country code and the 3 digits libphonenumber wants before any letter.
+            let digits: Vec<usize> = raw
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| b.is_ascii_digit())
+                .map(|(i, _)| i)
+                .skip(5)
+                .collect();
+            let mut typo = raw.clone().into_bytes();
+            for _ in 0..1 + next(2) {
+                let i = digits[next(digits.len())];
+                let look_alike = LOOK_ALIKE[usize::from(raw.as_bytes()[i] - b'0')];
+                typo[i] = look_alike[next(look_alike.len())];
+            }
+            let typo = String::from_utf8(typo).expect("ascii");
+            assert!(normalize(&typo, &us()).is_err(), "{typo} accepted");
+            typos += 1;
+
+            let keyed: Vec<usize> = digits
+                .iter()
+                .copied()
+                .filter(|&i| raw.as_bytes()[i] >= b'2')
+                .collect();
+            if keyed.len() < 3 {
+                continue;
+            }
+            let mut letters = raw.clone().into_bytes();
+            let chosen: Vec<usize> = keyed
+                .iter()
+                .enumerate()
+                .filter(|&(n, _)| n < 3 || next(2) == 0)
+                .map(|(_, &i)| i)
+                .collect();
+            for i in chosen {
+                let keys = KEYPAD[usize::from(raw.as_bytes()[i] - b'0')];
+                letters[i] = keys[next(keys.len())];
+            }
+            let letters = String::from_utf8(letters).expect("ascii");
+            assert_eq!(normalize(&letters, &us()).as_ref(), Ok(&want), "{letters}");
+            vanity += 1;
+        }
+        assert!(
+            typos > 2_000 && vanity > 2_000,
+            "{typos} typos, {vanity} vanity"
+        );
     }
 
     #[test]

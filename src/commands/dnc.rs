@@ -85,9 +85,9 @@ fn import(ctx: &Context, config: &Config, file: &Path) -> Result<()> {
     if headers.len() == 1 && column == 0 {
         match normalize(config, &headers[0]) {
             Ok(n) => numbers.push(n),
-            Err(_) if headers[0].chars().any(|c| c.is_ascii_digit()) => {
+            Err(e) if headers[0].chars().any(|c| c.is_ascii_digit()) => {
                 rejected += 1;
-                eprintln!("{name}:1: `{}` is not a valid phone number", &headers[0]);
+                eprintln!("{name}:1: {e}");
             }
             Err(_) => {}
         }

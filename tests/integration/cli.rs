@@ -181,3 +181,38 @@ fn bad_config_names_the_key() {
     let out = t.cmd(["campaign", "list"]).status(1).run();
     assert_one_error(&out, &["dialer.toml", "default_timezone"]);
 }
+
+/// Issue: the one-process lock was named after the database path as written, so a second
+/// config naming the same file another way (symlink, hard link, `..`) started a second process.
+#[cfg(unix)]
+#[test]
+fn another_config_naming_the_same_database_is_refused() {
+    let t = Test::new();
+    t.cmd(["dnc", "list"]).run(); // creates the database
+    let db = t.join("dialer.db");
+    let held = dialer::store::ProcessLock::acquire(&db).expect("lock the database");
+    std::os::unix::fs::symlink(&db, t.join("link.db")).expect("symlink");
+    std::fs::hard_link(&db, t.join("hard.db")).expect("hard link");
+    std::fs::create_dir(t.join("x")).expect("mkdir");
+    let absolute = db.display().to_string();
+    for spelling in [
+        "../dialer.db",
+        "../link.db",
+        "../hard.db",
+        "../x/../dialer.db",
+        absolute.as_str(),
+    ] {
+        let toml = crate::harness::default_config()
+            .replace(r#"path = "dialer.db""#, &format!("path = {spelling:?}"));
+        assert!(toml.contains(spelling));
+        t.write("other/dialer.toml", toml);
+        let out = t
+            .cmd(["--config", "other/dialer.toml", "run", "batch"])
+            .no_config_flag()
+            .status(1)
+            .run();
+        let pid = format!("another dialer process (pid {})", std::process::id());
+        assert_one_error(&out, &[&pid, "is using"]);
+    }
+    drop(held);
+}

@@ -62,6 +62,18 @@ fn bad_rows() -> Vec<(&'static str, Vec<u8>, u64, &'static str)> {
             "phone number is empty",
         ),
         (
+            "letter O typed for a zero (was imported as another number)",
+            file(b"(212) 555-O1O1,Typo,\n"),
+            3,
+            "`(212) 555-O1O1` is not a valid phone number: it has a letter among its digits",
+        ),
+        (
+            "letter l typed for a one (was imported as another number)",
+            file(b"+1 212 555 0l99,Typo,\n"),
+            3,
+            "`+1 212 555 0l99` is not a valid phone number: it has a letter among its digits",
+        ),
+        (
             "unknown timezone",
             file(b"+12125550102,Bad,Mars/Olympus\n"),
             3,
@@ -384,11 +396,12 @@ telefono,timezone
 +1 (808) 555-0106,Pacific/Honolulu
 1-212-555-0107,America/New_York
 +81 3-1234-5678,Asia/Tokyo
+1-800-FLOWERS,America/New_York
 ";
     let out = t.import_contacts(CAMPAIGN, "norm.csv", csv);
     assert_eq!(
         counts(&out),
-        [7, 0, 0, 0, 0],
+        [8, 0, 0, 0, 0],
         "{}\n{}",
         out.stdout,
         out.stderr
@@ -408,6 +421,7 @@ telefono,timezone
             "+12125550107",
             "+14155550104",
             "+14155550105",
+            "+18003569377",
             "+18085550106",
             "+34612345678",
             "+442079460958",

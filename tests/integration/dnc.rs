@@ -136,3 +136,62 @@ fn import_a_headerless_list() {
         .run();
     assert_eq!(listed(&t), ["+12125550101", "+13125550102"]);
 }
+
+/// Issue: `dnc add "(212) 555-O1O1"` listed +12125556161, another person, and left the number
+/// meant unprotected.
+#[test]
+fn a_letter_typed_for_a_digit_is_refused_and_adds_nothing() {
+    let t = Test::new();
+    t.cmd(["dnc", "add", "+12125550101"]).run();
+    let before = t.dump();
+    for typo in ["(212) 555-O1O1", "+1 212 555 0l99"] {
+        let out = t.cmd(["dnc", "add", typo]).status(1).run();
+        assert_one_error(
+            &out,
+            &[
+                &format!("`{typo}` is not a valid phone number"),
+                "letter among its digits",
+            ],
+        );
+        assert_eq!(t.dump(), before, "{typo} changed the database");
+    }
+    // a vanity number is still read as keypad digits
+    t.cmd(["dnc", "add", "1-800-FLOWERS"])
+        .stdout_contains("1 added")
+        .run();
+    assert_eq!(listed(&t), ["+12125550101", "+18003569377"]);
+}
+
+#[test]
+fn import_rejects_a_letter_typed_for_a_digit() {
+    let t = Test::new();
+    t.write(
+        "dnc.csv",
+        "phone\n(212) 555-O1O1\n+1 212 555 0l99\n1-800-FLOWERS\n",
+    );
+    let out = t
+        .cmd(["dnc", "import", "dnc.csv"])
+        .stdout_contains("1 added")
+        .stdout_contains("2 rejected")
+        .run();
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    for (line, (at, typo)) in lines.iter().zip([
+        ("dnc.csv:2: ", "(212) 555-O1O1"),
+        ("dnc.csv:3: ", "+1 212 555 0l99"),
+    ]) {
+        assert!(
+            line.starts_with(at) && line.contains(&format!("`{typo}`")),
+            "{line}"
+        );
+        assert!(line.contains("letter among its digits"), "{line}");
+    }
+    assert_eq!(listed(&t), ["+18003569377"]);
+    // the first line of a headerless list gives the same reason
+    t.write("dnc.txt", "(212) 555-O1O1\n+12125550101\n");
+    t.cmd(["dnc", "import", "dnc.txt"])
+        .stdout_contains("1 added")
+        .stdout_contains("1 rejected")
+        .stderr_contains("dnc.txt:1: `(212) 555-O1O1` is not a valid phone number: it has a letter")
+        .run();
+}
