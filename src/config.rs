@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
+use crate::bounds;
 use crate::campaign::phone::Region;
 
 /// The commented default written by `dialer init`.
@@ -326,16 +327,25 @@ impl Config {
             .unwrap_or(Secret(raw.twilio.auth_token));
 
         let d = raw.dialer;
-        if !(d.calls_per_second.is_finite() && d.calls_per_second > 0.0) {
+        if !(d.calls_per_second.is_finite()
+            && d.calls_per_second > 0.0
+            && d.calls_per_second <= bounds::MAX_CALLS_PER_SECOND)
+        {
             return Err(invalid(
                 "dialer.calls_per_second",
-                "must be a number above 0, like `1.0`".into(),
+                format!(
+                    "must be a number above 0 and at most {}, like `1.0`",
+                    bounds::MAX_CALLS_PER_SECOND
+                ),
             ));
         }
-        if d.max_concurrent_calls == 0 {
+        if !(1..=bounds::MAX_CONCURRENT_CALLS).contains(&d.max_concurrent_calls) {
             return Err(invalid(
                 "dialer.max_concurrent_calls",
-                "must be at least 1".into(),
+                format!(
+                    "must be between 1 and {}",
+                    bounds::MAX_CONCURRENT_CALLS
+                ),
             ));
         }
         let default_timezone = d.default_timezone.parse::<Tz>().map_err(|_| {
@@ -356,19 +366,18 @@ impl Config {
                 ),
             )
         })?;
-        let shutdown_grace = humantime::parse_duration(&d.shutdown_grace).map_err(|e| {
-            invalid(
-                "dialer.shutdown_grace",
-                format!(
-                    "`{}` is not a duration like `2m` or `90s` ({e})",
-                    d.shutdown_grace
-                ),
-            )
-        })?;
-        if d.max_calls_per_number_per_day == Some(0) {
+        let shutdown_grace =
+            bounds::parse_duration(&d.shutdown_grace, bounds::MAX_SHUTDOWN_GRACE)
+                .map_err(|e| invalid("dialer.shutdown_grace", e.to_string()))?;
+        if let Some(cap) = d.max_calls_per_number_per_day
+            && !(1..=bounds::MAX_CALLS_PER_NUMBER_PER_DAY).contains(&cap)
+        {
             return Err(invalid(
                 "dialer.max_calls_per_number_per_day",
-                "must be at least 1 (remove it for no cap)".into(),
+                format!(
+                    "must be between 1 and {} (remove it for no cap)",
+                    bounds::MAX_CALLS_PER_NUMBER_PER_DAY
+                ),
             ));
         }
 
@@ -460,6 +469,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("use `twilio` or `simulator`"), "{err}");
+    }
+
+    #[test]
+    fn values_above_their_bound_are_rejected_with_the_bound() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "shutdown_grace = \"292277024626y\"",
+                "`dialer.shutdown_grace` `292277024626y` is longer than the maximum of 1day",
+            ),
+            (
+                "shutdown_grace = \"1day 1s\"",
+                "`dialer.shutdown_grace` `1day 1s` is longer than the maximum of 1day",
+            ),
+            (
+                "calls_per_second = 5000.5",
+                "`dialer.calls_per_second` must be a number above 0 and at most 5000, like `1.0`",
+            ),
+            (
+                "calls_per_second = inf",
+                "`dialer.calls_per_second` must be a number above 0 and at most 5000, like `1.0`",
+            ),
+            (
+                "max_concurrent_calls = 10001",
+                "`dialer.max_concurrent_calls` must be between 1 and 10000",
+            ),
+            (
+                "max_calls_per_number_per_day = 101",
+                "`dialer.max_calls_per_number_per_day` must be between 1 and 100 (remove it for no cap)",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = parse(&format!("[dialer]\n{line}\n")).unwrap_err().to_string();
+            assert_eq!(err, format!("/etc/dialer/dialer.toml: {want}"), "{line}");
+        }
+    }
+
+    #[test]
+    fn values_at_their_bound_are_accepted() {
+        let c = parse(
+            "[dialer]\nshutdown_grace = \"1day\"\ncalls_per_second = 5000.0\n\
+             max_concurrent_calls = 10000\nmax_calls_per_number_per_day = 100\n",
+        )
+        .expect("valid at the bounds");
+        assert_eq!(c.dialer.shutdown_grace, Duration::from_secs(86_400));
+        assert_eq!(c.dialer.calls_per_second, 5000.0);
+        assert_eq!(c.dialer.max_concurrent_calls, 10_000);
+        assert_eq!(c.dialer.max_calls_per_number_per_day, Some(100));
     }
 
     #[test]

@@ -32,9 +32,6 @@ pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
             limit,
             wait,
         } => {
-            let wait = humantime::parse_duration(&wait).map_err(|_| {
-                anyhow::anyhow!("`--wait {wait}` is not a duration like `10m` or `90s`")
-            })?;
             let config = ctx.config()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -181,3 +181,45 @@ fn bad_config_names_the_key() {
     let out = t.cmd(["campaign", "list"]).status(1).run();
     assert_one_error(&out, &["dialer.toml", "default_timezone"]);
 }
+
+#[test]
+fn wait_too_long_for_an_instant_is_a_usage_error_not_a_panic() {
+    let t = Test::new();
+    for (wait, says) in [
+        ("292277024626y", "`292277024626y` is longer than the maximum of 7days"),
+        ("8d", "`8d` is longer than the maximum of 7days"),
+        ("soon", "`soon` is not a duration"),
+    ] {
+        let out = t
+            .cmd(["run", "batch", "--wait", wait])
+            .status(2)
+            .stderr_contains(says)
+            .stderr_contains("--wait")
+            .stderr_lacks("panicked")
+            .run();
+        assert!(out.stdout.is_empty(), "{wait}: {}", out.stdout);
+    }
+    t.cmd(["run", "batch", "--limit", "10000001"])
+        .status(2)
+        .stderr_contains("from 0 to 10000000")
+        .run();
+    assert_eq!(t.dump(), "<no database>", "a usage error touched the database");
+}
+
+#[test]
+fn shutdown_grace_too_long_for_an_instant_is_refused_at_load() {
+    let t = Test::with_config(
+        &crate::harness::default_config()
+            .replace("shutdown_grace = \"2m\"", "shutdown_grace = \"292277024626y\""),
+    );
+    assert!(t.read("dialer.toml").contains("292277024626y"));
+    let out = t.cmd(["campaign", "list"]).status(1).run();
+    assert_one_error(
+        &out,
+        &[
+            "dialer.toml",
+            "`dialer.shutdown_grace`",
+            "longer than the maximum of 1day",
+        ],
+    );
+}
