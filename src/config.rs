@@ -118,6 +118,7 @@ impl Default for RawCarrier {
 #[serde(deny_unknown_fields, default)]
 struct RawTwilio {
     account_sid: String,
+    #[serde(deserialize_with = "auth_token")]
     auth_token: String,
     api_base: String,
     from: String,
@@ -259,10 +260,19 @@ impl Config {
             let line = e
                 .span()
                 .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+            let source_line = text.lines().nth(line - 1).unwrap_or_default();
+            // a secret never appears in an error: the parser's message may quote the value
+            let message = match secret_key(source_line) {
+                Some(key) => format!(
+                    "`{key}` is not valid here: write it as a quoted string like `{key} = \"…\"` \
+                     (the value is not shown because it is a secret)"
+                ),
+                None => e.message().trim().to_owned(),
+            };
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         let invalid = |field: &'static str, message: String| ConfigError::Invalid {
@@ -413,6 +423,42 @@ impl Config {
     }
 }
 
+/// The secret key a TOML line assigns (`auth_token = …`, also inside an inline table), if any.
+fn secret_key(line: &str) -> Option<&str> {
+    line.split([',', '{'])
+        .filter_map(|part| part.split_once('='))
+        .map(|(key, _)| key.trim().rsplit('.').next().unwrap_or_default())
+        .map(|key| key.trim().trim_matches(['"', '\'']))
+        .find(|key| is_secret_key(key))
+}
+
+/// Whether a key names a secret: `auth_token`, any `*token`, `*password*`, `*secret*`.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("token") || key.contains("password") || key.contains("secret")
+}
+
+/// Deserializes an `auth_token`: a string. Any other TOML value is refused without quoting it
+/// (serde's usual ``invalid type: integer `12345` `` would print the secret).
+pub(crate) fn auth_token<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    match Input::deserialize(deserializer)? {
+        Input::Text(s) => Ok(s),
+        Input::Other(_) => Err(serde::de::Error::custom(
+            "`auth_token` must be a quoted string like `auth_token = \"…\"` \
+             (the value is not shown because it is a secret)",
+        )),
+    }
+}
+
 fn parse_http_url(s: &str) -> Option<Url> {
     let url = Url::parse(s.trim_end_matches('/')).ok()?;
     matches!(url.scheme(), "http" | "https").then_some(url)
@@ -516,6 +562,49 @@ mod tests {
         assert_eq!(c.dialer.calls_per_second, 5000.0);
         assert_eq!(c.dialer.max_concurrent_calls, 10_000);
         assert_eq!(c.dialer.max_calls_per_number_per_day, Some(100));
+    }
+
+    #[test]
+    fn secret_never_appears_in_a_parse_error() {
+        let cases = [
+            // not TOML at all: the parser's message could quote the line
+            "[twilio]\nauth_token = 12345abc\n",
+            "[twilio]\nauth_token = \"12345abc\n",
+            "[twilio]\nauth_token = '12345abc\n",
+            "twilio = { auth_token = 12345abc }\n",
+            "twilio.auth_token = 12345abc\n",
+            // valid TOML of the wrong type: serde's message would quote the value
+            "[twilio]\nauth_token = 12345\n",
+            "[twilio]\nauth_token = 12345.5\n",
+            "[twilio]\nauth_token = [\"12345abc\"]\n",
+            "[twilio]\nauth_token = { x = \"12345abc\" }\n",
+        ];
+        for text in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(!err.contains("12345"), "{text:?} leaks the secret: {err}");
+            assert!(err.contains("`auth_token`"), "{text:?}: {err}");
+            assert!(
+                err.starts_with("/etc/dialer/dialer.toml:"),
+                "{text:?}: {err}"
+            );
+        }
+        let err = parse("[twilio]\nauth_token = 12345\n").unwrap_err().to_string();
+        assert!(err.starts_with("/etc/dialer/dialer.toml:2: "), "{err}");
+        assert!(err.contains("quoted string"), "{err}");
+    }
+
+    #[test]
+    fn other_parse_errors_keep_the_parser_message() {
+        let err = parse("[dialer]\ncalls_per_second = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/dialer/dialer.toml:2: ") && err.contains("\"fast\""),
+            "{err}"
+        );
+        assert_eq!(secret_key("account_sid = \"AC1\""), None);
+        assert_eq!(secret_key("\"auth_token\" = 1"), Some("auth_token"));
+        assert_eq!(secret_key("password=1"), Some("password"));
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub struct SimConfig {
     #[serde(default = "default_account_sid")]
     pub account_sid: String,
     /// The auth token: the Basic auth password and the key of every `X-Twilio-Signature`.
-    #[serde(default = "default_auth_token")]
+    #[serde(
+        default = "default_auth_token",
+        deserialize_with = "crate::config::auth_token"
+    )]
     pub auth_token: String,
     /// Seed of every random outcome; the same seed and creates give the same calls.
     #[serde(default)]
@@ -345,6 +348,24 @@ pub(crate) fn is_e164(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_token_of_the_wrong_type_is_not_echoed() {
+        // as `dialing::carrier::sim_config` reads the `[simulator]` table of dialer.toml
+        let sim = |text: &str| {
+            let table: toml::Table = toml::from_str(text).expect("valid TOML");
+            toml::Value::Table(table).try_into::<SimConfig>()
+        };
+        for text in ["auth_token = 12345", "auth_token = [\"12345abc\"]"] {
+            let e = sim(text).unwrap_err().to_string();
+            assert!(!e.contains("12345"), "{text}: {e}");
+            assert!(e.contains("`auth_token` must be a quoted string"), "{e}");
+        }
+        let c = sim("auth_token = \"t0k\"").expect("a string is fine");
+        assert_eq!(c.auth_token, "t0k");
+        let c = sim("seed = 1").expect("the default");
+        assert_eq!(c.auth_token, DEFAULT_AUTH_TOKEN);
+    }
 
     #[test]
     fn time_scale_and_slow_ms_above_their_bound_are_rejected() {

@@ -223,3 +223,33 @@ fn shutdown_grace_too_long_for_an_instant_is_refused_at_load() {
         ],
     );
 }
+
+#[test]
+fn secret_in_a_bad_config_is_never_echoed() {
+    let base = crate::harness::default_config();
+    for (find, replace) in [
+        ("[twilio]", "[twilio]\nauth_token = 12345abc"),
+        ("[twilio]", "[twilio]\nauth_token = 12345"),
+        ("[twilio]", "[twilio]\nauth_token = \"12345abc"),
+    ] {
+        assert!(base.contains(find));
+        let t = Test::with_config(&base.replacen(find, replace, 1));
+        let out = t.cmd(["campaign", "list"]).status(1).run();
+        assert_one_error(&out, &["dialer.toml:", "`auth_token`"]);
+        assert!(!out.stderr.contains("12345"), "{replace}: {}", out.stderr);
+    }
+    // the [simulator] table is read by `dialer simulator` (and the built-in simulator)
+    let t = Test::with_config(&base.replacen("[simulator]", "[simulator]\nauth_token = 12345", 1));
+    let out = t
+        .cmd(["simulator", "--listen", "127.0.0.1:0"])
+        .status(1)
+        .run();
+    // (two lines: `dialing::carrier::sim_config` prints toml's "in `auth_token`" tail as is)
+    assert!(
+        out.stderr.starts_with("error: ")
+            && out.stderr.contains("dialer.toml: [simulator]: `auth_token` must be a quoted string"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("12345"), "{}", out.stderr);
+}
