@@ -17,10 +17,12 @@ pub const DEFAULT_TOML: &str = include_str!("../dialer.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config `{}`: {source} (create one with `dialer init` or pass `--config PATH`)", path.display())]
+    /// The I/O error is part of the message, not a `source()`: `{:#}` of an error chain would
+    /// print it twice.
+    #[error("cannot read config `{}`: {cause} (create one with `dialer init` or pass `--config PATH`)", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}: {message}", path.display())]
     Parse {
@@ -247,9 +249,9 @@ impl Env {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::parse(path, &text, env)
     }
@@ -605,6 +607,23 @@ mod tests {
         assert_eq!(secret_key("account_sid = \"AC1\""), None);
         assert_eq!(secret_key("\"auth_token\" = 1"), Some("auth_token"));
         assert_eq!(secret_key("password=1"), Some("password"));
+    }
+
+    #[test]
+    fn missing_config_says_its_cause_once_in_the_whole_chain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nowhere.toml");
+        let err = Config::load(&path, &Env::default()).unwrap_err();
+        // as `main` prints it: `error: {:#}` of the anyhow chain
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            chain,
+            format!(
+                "cannot read config `{}`: No such file or directory (os error 2) \
+                 (create one with `dialer init` or pass `--config PATH`)",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub enum ReportError {
     Csv(#[from] csv::Error),
     #[error("cannot write the export: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot write `{}`: {source} (check the folder exists and is writable)", path.display())]
+    /// The I/O error is part of the message, not a `source()`: `{:#}` of an error chain would
+    /// print it twice.
+    #[error("cannot write `{}`: {cause} (check the folder exists and is writable)", path.display())]
     Output {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("`{flag} {value}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z")]
     BadInstant { flag: &'static str, value: String },

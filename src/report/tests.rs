@@ -492,6 +492,44 @@ fn atomic_output_appears_whole_or_not_at_all() {
     assert!(err.to_string().starts_with("cannot write `"), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn export_file_is_private_like_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dest = dir.path().join("out.csv");
+    write_atomically(&dest, |_| Ok(())).unwrap();
+    assert_eq!(mode(&dest), 0o600);
+    // replacing a world-readable file, or reusing a stale temporary file, gives 0600 too
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stale = dir
+        .path()
+        .join(format!(".out.csv.{}.tmp", std::process::id()));
+    std::fs::write(&stale, "stale").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
+    write_atomically(&dest, |_| Ok(())).unwrap();
+    assert_eq!(mode(&dest), 0o600);
+    assert!(!stale.exists());
+}
+
+#[test]
+fn output_error_says_its_cause_once_in_the_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/out.csv");
+    let err = write_atomically(&missing, |_| Ok(())).unwrap_err();
+    // as `main` prints it: `error: {:#}` of the anyhow chain
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert_eq!(
+        chain,
+        format!(
+            "cannot write `{}`: No such file or directory (os error 2) \
+             (check the folder exists and is writable)",
+            missing.display()
+        )
+    );
+}
+
 #[test]
 fn export_reports_progress_for_every_row() {
     let d = db();
