@@ -218,9 +218,14 @@ pub enum ExportCommand {
         /// One row per contact, with one `answer.STEP` column per gather step.
         #[arg(long)]
         contacts: bool,
-        /// Write to FILE instead of stdout.
+        /// Write to FILE (created with mode 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Write every cell as stored. By default a cell a spreadsheet would run as a formula
+        /// (one starting with `=`, `+`, `-`, `@`, tab or CR, other than a number such as
+        /// `+14155550100`) is prefixed with `'`.
+        #[arg(long)]
+        raw: bool,
     },
 }
 

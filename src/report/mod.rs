@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::store::StoreError;
 
 pub use atomic::write_atomically;
-pub use attempts::{ATTEMPT_HEADER, write_attempts};
+pub use attempts::{ATTEMPT_HEADER, write_attempts, write_attempts_as};
+pub use cell::Cells;
 pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
 pub use summary::{Summary, summarize};
 

@@ -9,6 +9,7 @@ mod cli;
 mod contacts;
 mod daemon;
 mod dnc;
+mod export;
 mod generator;
 mod plan;
 
