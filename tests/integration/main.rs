@@ -12,6 +12,7 @@ mod dnc;
 mod export;
 mod generator;
 mod plan;
+mod simulator;
 
 /// The contacts generator, compiled in so its numbers can be checked.
 #[path = "../../examples/gen_contacts.rs"]
