@@ -85,9 +85,9 @@ pub fn fmt(d: Duration) -> String {
     match s {
         _ if d.subsec_nanos() != 0 => humantime::format_duration(d).to_string(),
         DAY => "1day".to_owned(),
-        _ if s > 0 && s % DAY == 0 => format!("{}days", s / DAY),
-        _ if s > 0 && s % HOUR == 0 => format!("{}h", s / HOUR),
-        _ if s > 0 && s % MINUTE == 0 => format!("{}m", s / MINUTE),
+        _ if s > 0 && s.is_multiple_of(DAY) => format!("{}days", s / DAY),
+        _ if s > 0 && s.is_multiple_of(HOUR) => format!("{}h", s / HOUR),
+        _ if s > 0 && s.is_multiple_of(MINUTE) => format!("{}m", s / MINUTE),
         _ => format!("{s}s"),
     }
 }
@@ -99,7 +99,10 @@ mod tests {
     #[test]
     fn durations_up_to_the_bound_parse() {
         assert_eq!(parse_duration("7d", MAX_WAIT), Ok(MAX_WAIT));
-        assert_eq!(parse_duration(" 90s ", MAX_WAIT), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration(" 90s ", MAX_WAIT),
+            Ok(Duration::from_secs(90))
+        );
         assert_eq!(parse_duration("0s", MAX_WAIT), Ok(Duration::ZERO));
     }
 
@@ -139,9 +142,6 @@ mod tests {
         for d in [MAX_WAIT, MAX_SHUTDOWN_GRACE, MAX_RETRY_DELAY] {
             assert_eq!(humantime::parse_duration(&fmt(d)), Ok(d));
         }
-        assert_eq!(
-            f64::from(MAX_CALLS_PER_MINUTE),
-            MAX_CALLS_PER_SECOND * 60.0
-        );
+        assert_eq!(f64::from(MAX_CALLS_PER_MINUTE), MAX_CALLS_PER_SECOND * 60.0);
     }
 }

@@ -354,10 +354,7 @@ impl Config {
         if !(1..=bounds::MAX_CONCURRENT_CALLS).contains(&d.max_concurrent_calls) {
             return Err(invalid(
                 "dialer.max_concurrent_calls",
-                format!(
-                    "must be between 1 and {}",
-                    bounds::MAX_CONCURRENT_CALLS
-                ),
+                format!("must be between 1 and {}", bounds::MAX_CONCURRENT_CALLS),
             ));
         }
         let default_timezone = d.default_timezone.parse::<Tz>().map_err(|_| {
@@ -378,9 +375,8 @@ impl Config {
                 ),
             )
         })?;
-        let shutdown_grace =
-            bounds::parse_duration(&d.shutdown_grace, bounds::MAX_SHUTDOWN_GRACE)
-                .map_err(|e| invalid("dialer.shutdown_grace", e.to_string()))?;
+        let shutdown_grace = bounds::parse_duration(&d.shutdown_grace, bounds::MAX_SHUTDOWN_GRACE)
+            .map_err(|e| invalid("dialer.shutdown_grace", e.to_string()))?;
         if let Some(cap) = d.max_calls_per_number_per_day
             && !(1..=bounds::MAX_CALLS_PER_NUMBER_PER_DAY).contains(&cap)
         {
@@ -548,7 +544,9 @@ mod tests {
             ),
         ];
         for (line, want) in cases {
-            let err = parse(&format!("[dialer]\n{line}\n")).unwrap_err().to_string();
+            let err = parse(&format!("[dialer]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
             assert_eq!(err, format!("/etc/dialer/dialer.toml: {want}"), "{line}");
         }
     }
@@ -590,7 +588,9 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
-        let err = parse("[twilio]\nauth_token = 12345\n").unwrap_err().to_string();
+        let err = parse("[twilio]\nauth_token = 12345\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/etc/dialer/dialer.toml:2: "), "{err}");
         assert!(err.contains("quoted string"), "{err}");
     }

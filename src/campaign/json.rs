@@ -503,8 +503,7 @@ fn validate_gather(step: &str, g: RawGather) -> Result<Gather, CampaignError> {
             ),
         ));
     }
-    if g
-        .num_digits
+    if g.num_digits
         .is_some_and(|n| !(1..=bounds::MAX_GATHER_DIGITS).contains(&n))
     {
         return Err(field_err(

@@ -204,7 +204,15 @@ mod tests {
         ] {
             assert!(is_formula(cell.as_bytes()), "{cell:?}");
         }
-        for cell in ["", "+14155550100", "-21211", "0", "Jo", " =1", "2026-11-23T15:00:07Z"] {
+        for cell in [
+            "",
+            "+14155550100",
+            "-21211",
+            "0",
+            "Jo",
+            " =1",
+            "2026-11-23T15:00:07Z",
+        ] {
             assert!(!is_formula(cell.as_bytes()), "{cell:?}");
         }
     }

@@ -193,7 +193,14 @@ fn csv_injection_cells_are_neutralised_unless_raw() {
     let neutral = "'=cmd|' /C calc'!A0,'@SUM(1+1),\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,'-2+3+cmd|x!A0,,'\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"'\r=2\"";
     assert_eq!(rows(&d.export(AttemptFilter::default())), [neutral]);
     let mut out = Vec::new();
-    write_attempts_as(&d.store, &AttemptFilter::default(), Cells::Raw, &mut out, |_| {}).unwrap();
+    write_attempts_as(
+        &d.store,
+        &AttemptFilter::default(),
+        Cells::Raw,
+        &mut out,
+        |_| {},
+    )
+    .unwrap();
     let raw = "=cmd|' /C calc'!A0,@SUM(1+1),\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,-2+3+cmd|x!A0,,\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"\r=2\"";
     assert_eq!(rows(&String::from_utf8(out).unwrap()), [raw]);
 

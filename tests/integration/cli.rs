@@ -186,7 +186,10 @@ fn bad_config_names_the_key() {
 fn wait_too_long_for_an_instant_is_a_usage_error_not_a_panic() {
     let t = Test::new();
     for (wait, says) in [
-        ("292277024626y", "`292277024626y` is longer than the maximum of 7days"),
+        (
+            "292277024626y",
+            "`292277024626y` is longer than the maximum of 7days",
+        ),
         ("8d", "`8d` is longer than the maximum of 7days"),
         ("soon", "`soon` is not a duration"),
     ] {
@@ -203,15 +206,19 @@ fn wait_too_long_for_an_instant_is_a_usage_error_not_a_panic() {
         .status(2)
         .stderr_contains("from 0 to 10000000")
         .run();
-    assert_eq!(t.dump(), "<no database>", "a usage error touched the database");
+    assert_eq!(
+        t.dump(),
+        "<no database>",
+        "a usage error touched the database"
+    );
 }
 
 #[test]
 fn shutdown_grace_too_long_for_an_instant_is_refused_at_load() {
-    let t = Test::with_config(
-        &crate::harness::default_config()
-            .replace("shutdown_grace = \"2m\"", "shutdown_grace = \"292277024626y\""),
-    );
+    let t = Test::with_config(&crate::harness::default_config().replace(
+        "shutdown_grace = \"2m\"",
+        "shutdown_grace = \"292277024626y\"",
+    ));
     assert!(t.read("dialer.toml").contains("292277024626y"));
     let out = t.cmd(["campaign", "list"]).status(1).run();
     assert_one_error(
@@ -247,7 +254,9 @@ fn secret_in_a_bad_config_is_never_echoed() {
     // (two lines: `dialing::carrier::sim_config` prints toml's "in `auth_token`" tail as is)
     assert!(
         out.stderr.starts_with("error: ")
-            && out.stderr.contains("dialer.toml: [simulator]: `auth_token` must be a quoted string"),
+            && out
+                .stderr
+                .contains("dialer.toml: [simulator]: `auth_token` must be a quoted string"),
         "{}",
         out.stderr
     );

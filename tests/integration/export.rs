@@ -47,11 +47,21 @@ fn export_file_is_created_with_mode_0600() {
     let t = hostile();
     for args in [
         &["report", "export", "csv", "--out", "attempts.csv"][..],
-        &["report", "export", "csv", "--contacts", "--out", "contacts.csv"][..],
+        &[
+            "report",
+            "export",
+            "csv",
+            "--contacts",
+            "--out",
+            "contacts.csv",
+        ][..],
     ] {
         t.cmd(args.iter().copied()).stdout("").run();
         let path = t.join(args[args.len() - 1]);
-        let mode = std::fs::metadata(&path).expect("export written").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("export written")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", path.display());
     }
     assert!(t.read("contacts.csv").contains("'=HYPERLINK("));

@@ -317,9 +317,7 @@ fn values_above_their_bound_are_rejected_with_the_bound() {
             "`script.steps.a.gather.num_digits`: must be between 1 and 50",
         ),
         (
-            with_step(
-                r#"{"gather": {"options": [{"digits": "1", "retry_after": "100000000y"}]}}"#,
-            ),
+            with_step(r#"{"gather": {"options": [{"digits": "1", "retry_after": "100000000y"}]}}"#),
             "`script.steps.a.gather.options[0].retry_after`: `100000000y` is longer than the maximum of 365days",
         ),
     ];
@@ -340,7 +338,9 @@ fn values_at_their_bound_are_accepted() {
       "script": {"start": "a", "steps": {"a": {"say": "hi", "pause": 600, "gather": {
         "timeout": 60, "num_digits": 50,
         "options": [{"digits": "1", "retry_after": "365d"}]}}}}}"#;
-    let c = parse(json, defaults()).expect("valid at the bounds").campaign;
+    let c = parse(json, defaults())
+        .expect("valid at the bounds")
+        .campaign;
     let year = Duration::from_secs(365 * 86_400);
     assert_eq!(c.rules.retry_delays.delay_for(Reason::Busy), Some(year));
     assert_eq!(c.rules.retry_delays.delay_for(Reason::NoAnswer), Some(year));
