@@ -1,8 +1,11 @@
 //! The command line (SPEC §1), as clap derive types. Doc comments are the `--help` text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::bounds;
 
 /// An outbound campaign dialer: imports contacts and campaigns, calls people only when law and
 /// campaign allow it (their local calling hours, excluded days, retry delays, the do-not-call
@@ -170,12 +173,13 @@ pub enum RunCommand {
         /// Only this campaign.
         #[arg(long)]
         campaign: Option<String>,
-        /// Place at most N calls.
-        #[arg(long, value_name = "N")]
+        /// Place at most N calls (at most 10000000).
+        #[arg(long, value_name = "N", value_parser = parse_limit)]
         limit: Option<u32>,
-        /// How long to wait for calls to end.
-        #[arg(long, default_value = "10m", value_name = "DURATION")]
-        wait: String,
+        /// How long to wait for calls to end (at most 7 days; calls still open then are
+        /// reconciled by the next run).
+        #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_wait)]
+        wait: Duration,
     },
 }
 
@@ -214,9 +218,14 @@ pub enum ExportCommand {
         /// One row per contact, with one `answer.STEP` column per gather step.
         #[arg(long)]
         contacts: bool,
-        /// Write to FILE instead of stdout.
+        /// Write to FILE (created with mode 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Write every cell as stored. By default a cell a spreadsheet would run as a formula
+        /// (one starting with `=`, `+`, `-`, `@`, tab or CR, other than a number such as
+        /// `+14155550100`) is prefixed with `'`.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -227,12 +236,74 @@ fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|_| format!("`{s}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z"))
 }
 
+/// `run batch --wait`: a humantime duration of at most [`bounds::MAX_WAIT`].
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    bounds::parse_duration(s, bounds::MAX_WAIT).map_err(|e| e.to_string())
+}
+
+/// `run batch --limit`: a count of at most [`bounds::MAX_BATCH_LIMIT`].
+fn parse_limit(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= bounds::MAX_BATCH_LIMIT)
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a number of calls from 0 to {}",
+                bounds::MAX_BATCH_LIMIT
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use std::time::Duration;
+
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, RunCommand};
 
     #[test]
     fn verify_cli() {
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    fn batch(args: &[&str]) -> Result<(Option<u32>, Duration), String> {
+        let cli = Cli::try_parse_from(["dialer", "run", "batch"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Run(RunCommand::Batch { limit, wait, .. }) => Ok((limit, wait)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wait_defaults_to_ten_minutes_and_accepts_the_bound() {
+        assert_eq!(batch(&[]), Ok((None, Duration::from_secs(600))));
+        assert_eq!(
+            batch(&["--wait", "7d", "--limit", "10000000"]),
+            Ok((Some(10_000_000), Duration::from_secs(7 * 86_400)))
+        );
+    }
+
+    #[test]
+    fn wait_that_overflows_an_instant_is_a_usage_error() {
+        let e = batch(&["--wait", "292277024626y"]).unwrap_err();
+        assert!(
+            e.contains("`292277024626y` is longer than the maximum of 7days"),
+            "{e}"
+        );
+        let e = batch(&["--wait", "7days 1s"]).unwrap_err();
+        assert!(e.contains("maximum of 7days"), "{e}");
+        let e = batch(&["--wait", "10x"]).unwrap_err();
+        assert!(e.contains("`10x` is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn limit_above_the_bound_is_a_usage_error() {
+        let e = batch(&["--limit", "10000001"]).unwrap_err();
+        assert!(e.contains("from 0 to 10000000"), "{e}");
+        let e = batch(&["--limit=-1"]).unwrap_err();
+        assert!(e.contains("--limit"), "{e}");
     }
 }

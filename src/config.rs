@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
+use crate::bounds;
 use crate::campaign::phone::Region;
 
 /// The commented default written by `dialer init`.
@@ -16,10 +17,12 @@ pub const DEFAULT_TOML: &str = include_str!("../dialer.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config `{}`: {source} (create one with `dialer init` or pass `--config PATH`)", path.display())]
+    /// The I/O error is part of the message, not a `source()`: `{:#}` of an error chain would
+    /// print it twice.
+    #[error("cannot read config `{}`: {cause} (create one with `dialer init` or pass `--config PATH`)", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}: {message}", path.display())]
     Parse {
@@ -117,6 +120,7 @@ impl Default for RawCarrier {
 #[serde(deny_unknown_fields, default)]
 struct RawTwilio {
     account_sid: String,
+    #[serde(deserialize_with = "auth_token")]
     auth_token: String,
     api_base: String,
     from: String,
@@ -245,9 +249,9 @@ impl Env {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::parse(path, &text, env)
     }
@@ -258,10 +262,19 @@ impl Config {
             let line = e
                 .span()
                 .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+            let source_line = text.lines().nth(line - 1).unwrap_or_default();
+            // a secret never appears in an error: the parser's message may quote the value
+            let message = match secret_key(source_line) {
+                Some(key) => format!(
+                    "`{key}` is not valid here: write it as a quoted string like `{key} = \"…\"` \
+                     (the value is not shown because it is a secret)"
+                ),
+                None => e.message().trim().to_owned(),
+            };
             ConfigError::Parse {
                 path: path.to_owned(),
                 line,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         let invalid = |field: &'static str, message: String| ConfigError::Invalid {
@@ -326,16 +339,22 @@ impl Config {
             .unwrap_or(Secret(raw.twilio.auth_token));
 
         let d = raw.dialer;
-        if !(d.calls_per_second.is_finite() && d.calls_per_second > 0.0) {
+        if !(d.calls_per_second.is_finite()
+            && d.calls_per_second > 0.0
+            && d.calls_per_second <= bounds::MAX_CALLS_PER_SECOND)
+        {
             return Err(invalid(
                 "dialer.calls_per_second",
-                "must be a number above 0, like `1.0`".into(),
+                format!(
+                    "must be a number above 0 and at most {}, like `1.0`",
+                    bounds::MAX_CALLS_PER_SECOND
+                ),
             ));
         }
-        if d.max_concurrent_calls == 0 {
+        if !(1..=bounds::MAX_CONCURRENT_CALLS).contains(&d.max_concurrent_calls) {
             return Err(invalid(
                 "dialer.max_concurrent_calls",
-                "must be at least 1".into(),
+                format!("must be between 1 and {}", bounds::MAX_CONCURRENT_CALLS),
             ));
         }
         let default_timezone = d.default_timezone.parse::<Tz>().map_err(|_| {
@@ -356,19 +375,17 @@ impl Config {
                 ),
             )
         })?;
-        let shutdown_grace = humantime::parse_duration(&d.shutdown_grace).map_err(|e| {
-            invalid(
-                "dialer.shutdown_grace",
-                format!(
-                    "`{}` is not a duration like `2m` or `90s` ({e})",
-                    d.shutdown_grace
-                ),
-            )
-        })?;
-        if d.max_calls_per_number_per_day == Some(0) {
+        let shutdown_grace = bounds::parse_duration(&d.shutdown_grace, bounds::MAX_SHUTDOWN_GRACE)
+            .map_err(|e| invalid("dialer.shutdown_grace", e.to_string()))?;
+        if let Some(cap) = d.max_calls_per_number_per_day
+            && !(1..=bounds::MAX_CALLS_PER_NUMBER_PER_DAY).contains(&cap)
+        {
             return Err(invalid(
                 "dialer.max_calls_per_number_per_day",
-                "must be at least 1 (remove it for no cap)".into(),
+                format!(
+                    "must be between 1 and {} (remove it for no cap)",
+                    bounds::MAX_CALLS_PER_NUMBER_PER_DAY
+                ),
             ));
         }
 
@@ -401,6 +418,42 @@ impl Config {
                 .collect(),
             simulator: raw.simulator.unwrap_or_default(),
         })
+    }
+}
+
+/// The secret key a TOML line assigns (`auth_token = …`, also inside an inline table), if any.
+fn secret_key(line: &str) -> Option<&str> {
+    line.split([',', '{'])
+        .filter_map(|part| part.split_once('='))
+        .map(|(key, _)| key.trim().rsplit('.').next().unwrap_or_default())
+        .map(|key| key.trim().trim_matches(['"', '\'']))
+        .find(|key| is_secret_key(key))
+}
+
+/// Whether a key names a secret: `auth_token`, any `*token`, `*password*`, `*secret*`.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("token") || key.contains("password") || key.contains("secret")
+}
+
+/// Deserializes an `auth_token`: a string. Any other TOML value is refused without quoting it
+/// (serde's usual ``invalid type: integer `12345` `` would print the secret).
+pub(crate) fn auth_token<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Text(String),
+        Other(serde::de::IgnoredAny),
+    }
+    match Input::deserialize(deserializer)? {
+        Input::Text(s) => Ok(s),
+        Input::Other(_) => Err(serde::de::Error::custom(
+            "`auth_token` must be a quoted string like `auth_token = \"…\"` \
+             (the value is not shown because it is a secret)",
+        )),
     }
 }
 
@@ -460,6 +513,117 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("use `twilio` or `simulator`"), "{err}");
+    }
+
+    #[test]
+    fn values_above_their_bound_are_rejected_with_the_bound() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "shutdown_grace = \"292277024626y\"",
+                "`dialer.shutdown_grace` `292277024626y` is longer than the maximum of 1day",
+            ),
+            (
+                "shutdown_grace = \"1day 1s\"",
+                "`dialer.shutdown_grace` `1day 1s` is longer than the maximum of 1day",
+            ),
+            (
+                "calls_per_second = 5000.5",
+                "`dialer.calls_per_second` must be a number above 0 and at most 5000, like `1.0`",
+            ),
+            (
+                "calls_per_second = inf",
+                "`dialer.calls_per_second` must be a number above 0 and at most 5000, like `1.0`",
+            ),
+            (
+                "max_concurrent_calls = 10001",
+                "`dialer.max_concurrent_calls` must be between 1 and 10000",
+            ),
+            (
+                "max_calls_per_number_per_day = 101",
+                "`dialer.max_calls_per_number_per_day` must be between 1 and 100 (remove it for no cap)",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = parse(&format!("[dialer]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, format!("/etc/dialer/dialer.toml: {want}"), "{line}");
+        }
+    }
+
+    #[test]
+    fn values_at_their_bound_are_accepted() {
+        let c = parse(
+            "[dialer]\nshutdown_grace = \"1day\"\ncalls_per_second = 5000.0\n\
+             max_concurrent_calls = 10000\nmax_calls_per_number_per_day = 100\n",
+        )
+        .expect("valid at the bounds");
+        assert_eq!(c.dialer.shutdown_grace, Duration::from_secs(86_400));
+        assert_eq!(c.dialer.calls_per_second, 5000.0);
+        assert_eq!(c.dialer.max_concurrent_calls, 10_000);
+        assert_eq!(c.dialer.max_calls_per_number_per_day, Some(100));
+    }
+
+    #[test]
+    fn secret_never_appears_in_a_parse_error() {
+        let cases = [
+            // not TOML at all: the parser's message could quote the line
+            "[twilio]\nauth_token = 12345abc\n",
+            "[twilio]\nauth_token = \"12345abc\n",
+            "[twilio]\nauth_token = '12345abc\n",
+            "twilio = { auth_token = 12345abc }\n",
+            "twilio.auth_token = 12345abc\n",
+            // valid TOML of the wrong type: serde's message would quote the value
+            "[twilio]\nauth_token = 12345\n",
+            "[twilio]\nauth_token = 12345.5\n",
+            "[twilio]\nauth_token = [\"12345abc\"]\n",
+            "[twilio]\nauth_token = { x = \"12345abc\" }\n",
+        ];
+        for text in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(!err.contains("12345"), "{text:?} leaks the secret: {err}");
+            assert!(err.contains("`auth_token`"), "{text:?}: {err}");
+            assert!(
+                err.starts_with("/etc/dialer/dialer.toml:"),
+                "{text:?}: {err}"
+            );
+        }
+        let err = parse("[twilio]\nauth_token = 12345\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/dialer/dialer.toml:2: "), "{err}");
+        assert!(err.contains("quoted string"), "{err}");
+    }
+
+    #[test]
+    fn other_parse_errors_keep_the_parser_message() {
+        let err = parse("[dialer]\ncalls_per_second = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/dialer/dialer.toml:2: ") && err.contains("\"fast\""),
+            "{err}"
+        );
+        assert_eq!(secret_key("account_sid = \"AC1\""), None);
+        assert_eq!(secret_key("\"auth_token\" = 1"), Some("auth_token"));
+        assert_eq!(secret_key("password=1"), Some("password"));
+    }
+
+    #[test]
+    fn missing_config_says_its_cause_once_in_the_whole_chain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nowhere.toml");
+        let err = Config::load(&path, &Env::default()).unwrap_err();
+        // as `main` prints it: `error: {:#}` of the anyhow chain
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            chain,
+            format!(
+                "cannot read config `{}`: No such file or directory (os error 2) \
+                 (create one with `dialer init` or pass `--config PATH`)",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `dialer`: an outbound campaign dialer. The binary in `main.rs` parses the command line and
 //! calls [`run`]; everything else lives in the modules below.
 
+pub mod bounds;
 pub mod campaign;
 pub mod cli;
 pub mod clock;

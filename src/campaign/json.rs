@@ -10,6 +10,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::bounds;
+
 use super::model::{
     CallingHours, Campaign, CampaignRules, Content, MachineDetection, Reason, RetryDelays, Schedule,
 };
@@ -248,22 +250,33 @@ fn validate(raw: RawCampaign, defaults: Defaults) -> Result<Parsed, CampaignErro
         return Err(field_err("end_at", "must be after `start_at`"));
     }
     let max_call_duration = raw.max_call_duration.unwrap_or(14_400);
-    if !(1..=86_400).contains(&max_call_duration) {
+    if !bounds::CALL_DURATION.contains(&max_call_duration) {
         return Err(field_err(
             "max_call_duration",
-            "must be between 1 and 86400 seconds",
+            format!(
+                "must be between {} and {} seconds (Twilio's `TimeLimit`)",
+                bounds::CALL_DURATION.start(),
+                bounds::CALL_DURATION.end()
+            ),
         ));
     }
     let ring_timeout = raw.ring_timeout.unwrap_or(30);
-    if !(5..=600).contains(&ring_timeout) {
+    if !bounds::RING_TIMEOUT.contains(&ring_timeout) {
         return Err(field_err(
             "ring_timeout",
-            "must be between 5 and 600 seconds (Twilio's limits)",
+            format!(
+                "must be between {} and {} seconds (Twilio's `Timeout`)",
+                bounds::RING_TIMEOUT.start(),
+                bounds::RING_TIMEOUT.end()
+            ),
         ));
     }
     let max_retries = raw.max_retries.unwrap_or(2);
-    if max_retries > 100 {
-        return Err(field_err("max_retries", "must be at most 100"));
+    if max_retries > bounds::MAX_RETRIES {
+        return Err(field_err(
+            "max_retries",
+            format!("must be at most {}", bounds::MAX_RETRIES),
+        ));
     }
     let mut retry_delays = RetryDelays::default();
     for (key, value) in &raw.retry_delays {
@@ -289,17 +302,24 @@ fn validate(raw: RawCampaign, defaults: Defaults) -> Result<Parsed, CampaignErro
             ));
         }
     };
-    if raw.calls_per_minute == Some(0) {
-        return Err(field_err(
+    for (field, value, max) in [
+        (
             "calls_per_minute",
-            "must be at least 1 (remove it for no cap)",
-        ));
-    }
-    if raw.max_concurrent_calls == Some(0) {
-        return Err(field_err(
+            raw.calls_per_minute,
+            bounds::MAX_CALLS_PER_MINUTE,
+        ),
+        (
             "max_concurrent_calls",
-            "must be at least 1 (remove it for no cap)",
-        ));
+            raw.max_concurrent_calls,
+            bounds::MAX_CONCURRENT_CALLS,
+        ),
+    ] {
+        if value.is_some_and(|v| !(1..=max).contains(&v)) {
+            return Err(field_err(
+                field,
+                format!("must be between 1 and {max} (remove it for no cap)"),
+            ));
+        }
     }
     let schedule = raw.schedule.as_deref().map(parse_schedule).transpose()?;
     let content = match (raw.message, raw.script) {
@@ -377,6 +397,12 @@ fn validate_script(raw: RawScript, warnings: &mut Vec<String>) -> Result<Script,
         } else {
             Ending::None
         };
+        if s.pause.is_some_and(|p| p > bounds::MAX_PAUSE) {
+            return Err(field_err(
+                at("pause"),
+                format!("must be at most {} seconds", bounds::MAX_PAUSE),
+            ));
+        }
         let gather = s.gather.map(|g| validate_gather(&name, g)).transpose()?;
         if s.say.is_none()
             && s.play.is_none()
@@ -467,11 +493,23 @@ fn validate_gather(step: &str, g: RawGather) -> Result<Gather, CampaignError> {
         }
     };
     let timeout = g.timeout.unwrap_or(5);
-    if !(1..=60).contains(&timeout) {
-        return Err(field_err(at("timeout"), "must be between 1 and 60 seconds"));
+    if !bounds::GATHER_TIMEOUT.contains(&timeout) {
+        return Err(field_err(
+            at("timeout"),
+            format!(
+                "must be between {} and {} seconds",
+                bounds::GATHER_TIMEOUT.start(),
+                bounds::GATHER_TIMEOUT.end()
+            ),
+        ));
     }
-    if g.num_digits == Some(0) {
-        return Err(field_err(at("num_digits"), "must be at least 1"));
+    if g.num_digits
+        .is_some_and(|n| !(1..=bounds::MAX_GATHER_DIGITS).contains(&n))
+    {
+        return Err(field_err(
+            at("num_digits"),
+            format!("must be between 1 and {}", bounds::MAX_GATHER_DIGITS),
+        ));
     }
     let mut options = Vec::new();
     for (i, o) in g.options.into_iter().enumerate() {
@@ -579,25 +617,26 @@ fn parse_instant(field: &str, s: &str) -> Result<DateTime<Utc>, CampaignError> {
         })
 }
 
-/// A delay: a JSON number is minutes; a string is humantime (`"90s"`, `"2h"`, `"1d"`).
+/// A delay of at most [`bounds::MAX_RETRY_DELAY`]: a JSON number is minutes; a string is
+/// humantime (`"90s"`, `"2h"`, `"1d"`).
 pub fn parse_delay(field: &str, value: &Value) -> Result<Duration, CampaignError> {
+    let max_minutes = bounds::MAX_RETRY_DELAY.as_secs() / 60;
     match value {
         Value::Number(n) => n
             .as_f64()
-            .filter(|m| m.is_finite() && *m >= 0.0 && *m <= 525_600.0)
+            .filter(|m| m.is_finite() && *m >= 0.0 && *m <= max_minutes as f64)
             .map(|m| Duration::from_secs((m * 60.0).round() as u64))
             .ok_or_else(|| {
                 field_err(
                     field,
-                    format!("`{n}` is not a number of minutes between 0 and 525600"),
+                    format!(
+                        "`{n}` is not a number of minutes between 0 and {max_minutes} ({})",
+                        bounds::fmt(bounds::MAX_RETRY_DELAY)
+                    ),
                 )
             }),
-        Value::String(s) => humantime::parse_duration(s.trim()).map_err(|_| {
-            field_err(
-                field,
-                format!("`{s}` is not a duration like `90s`, `30m` or `2h`"),
-            )
-        }),
+        Value::String(s) => bounds::parse_duration(s, bounds::MAX_RETRY_DELAY)
+            .map_err(|e| field_err(field, e.to_string())),
         other => Err(field_err(
             field,
             format!("`{other}` is not a delay: give minutes as a number or a string like `2h`"),

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{Context, Table, load_campaigns};
 use crate::campaign::model::Content;
 use crate::cli::{ExportCommand, ReportCommand, SummaryFormat};
-use crate::report::{self, ExportCampaign, ReportError, Summary};
+use crate::report::{self, Cells, ExportCampaign, ReportError, Summary};
 use crate::store::{AttemptFilter, Store};
 
 pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
@@ -23,7 +23,9 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             until,
             contacts,
             out,
+            raw,
         }) => {
+            let cells = if raw { Cells::Raw } else { Cells::Neutralised };
             let range = report::parse_range(since.as_deref(), until.as_deref())?;
             let (since, until) = (range.since, range.until);
             let config = ctx.config()?;
@@ -46,7 +48,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
                     .collect::<Vec<_>>();
                 let bar = bar(ctx, out, None, "contacts");
                 emit(out, |w| {
-                    report::write_contacts(&store, &campaigns, since, until, w, |n| {
+                    report::write_contacts(&store, &campaigns, since, until, cells, w, |n| {
                         bar.as_ref().inspect(|b| b.inc(n));
                     })
                 })?;
@@ -63,7 +65,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
                 };
                 let bar = bar(ctx, out, Some((&store, &filter)), "attempts");
                 emit(out, |w| {
-                    report::write_attempts(&store, &filter, w, |n| {
+                    report::write_attempts_as(&store, &filter, cells, w, |n| {
                         bar.as_ref().inspect(|b| b.inc(n));
                     })
                 })?;

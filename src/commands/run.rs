@@ -2,7 +2,6 @@
 //! (`crate::engine::Session`); the batch lives in `batch.rs`, the daemon's loop in `crate::daemon`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio_util::sync::CancellationToken;
@@ -22,9 +21,6 @@ pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
             limit,
             wait,
         } => {
-            let wait: Duration = humantime::parse_duration(&wait).map_err(|_| {
-                anyhow::anyhow!("`--wait {wait}` is not a duration like `10m` or `90s`")
-            })?;
             let config = ctx.config()?;
             runtime()?.block_on(super::batch::run(
                 ctx,

@@ -23,9 +23,11 @@ pub fn run(ctx: &Context, listen: &str) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        // the simulator's own test credentials (never Twilio's): clients need both, or get 401
         println!(
-            "simulator listening on http://{addr} (account {}; use it as `twilio.api_base`)",
-            sim.account_sid
+            "simulator listening on http://{addr} (account sid {}, auth token {}; set them as \
+             `twilio.account_sid`, `twilio.auth_token` and this URL as `twilio.api_base`)",
+            sim.account_sid, sim.auth_token
         );
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::cell::{push_int, push_rfc3339};
+use super::cell::{Cells, push_int, push_rfc3339, write_number, write_text};
 use super::{PROGRESS_EVERY, ReportError};
 use crate::store::{AttemptFilter, AttemptRecord, Store};
 
@@ -29,11 +29,23 @@ pub const ATTEMPT_HEADER: [&str; 18] = [
 ];
 
 /// Writes the header and every attempt `filter` selects to `out` as CSV, ordered by campaign,
-/// contact and attempt; `progress` is called with the rows written since its last call.
-/// Returns the number of rows. Nothing is collected: each SQLite row goes straight out.
+/// contact and attempt, with formula-like cells neutralised ([`Cells::Neutralised`]);
+/// `progress` is called with the rows written since its last call. Returns the number of rows.
+/// Nothing is collected: each SQLite row goes straight out.
 pub fn write_attempts<W: Write>(
     store: &Store,
     filter: &AttemptFilter,
+    out: W,
+    progress: impl FnMut(u64),
+) -> Result<u64, ReportError> {
+    write_attempts_as(store, filter, Cells::Neutralised, out, progress)
+}
+
+/// [`write_attempts`], with formula-like cells written as `cells` says.
+pub fn write_attempts_as<W: Write>(
+    store: &Store,
+    filter: &AttemptFilter,
+    cells: Cells,
     out: W,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ReportError> {
@@ -45,7 +57,7 @@ pub fn write_attempts<W: Write>(
     let mut rows = 0u64;
     let mut scratch = Vec::with_capacity(32);
     store.for_each_attempt_record(filter, |a| {
-        write_row(&mut w, &mut scratch, a)?;
+        write_row(&mut w, &mut scratch, cells, a)?;
         rows += 1;
         if rows.is_multiple_of(PROGRESS_EVERY) {
             progress(PROGRESS_EVERY);
@@ -60,39 +72,29 @@ pub fn write_attempts<W: Write>(
 fn write_row<W: Write>(
     w: &mut csv::Writer<W>,
     scratch: &mut Vec<u8>,
+    cells: Cells,
     a: &AttemptRecord<'_>,
 ) -> Result<(), csv::Error> {
-    w.write_field(a.campaign)?;
-    w.write_field(a.contact)?;
-    w.write_field(a.name.unwrap_or_default())?;
-    w.write_field(a.phone)?;
-    cell(w, scratch, Some(a.attempt_no), push_int)?;
-    w.write_field(a.call_sid.unwrap_or_default())?;
-    w.write_field(a.status)?;
-    w.write_field(a.reason.unwrap_or_default())?;
-    w.write_field(a.answered_by.unwrap_or_default())?;
-    w.write_field(a.outcome.unwrap_or_default())?;
-    w.write_field(a.digits.unwrap_or_default())?;
-    w.write_field(a.speech.unwrap_or_default())?;
-    cell(w, scratch, a.duration_seconds, push_int)?;
-    cell(w, scratch, Some(a.started_at), push_rfc3339)?;
-    cell(w, scratch, a.answered_at, push_rfc3339)?;
-    cell(w, scratch, a.ended_at, push_rfc3339)?;
-    cell(w, scratch, a.error_code, push_int)?;
-    w.write_field(a.error_message.unwrap_or_default())?;
-    w.write_record(None::<&[u8]>)
-}
-
-/// Writes one numeric cell formatted by `push` into the reused `scratch`; empty when `None`.
-pub(super) fn cell<W: Write>(
-    w: &mut csv::Writer<W>,
-    scratch: &mut Vec<u8>,
-    v: Option<i64>,
-    push: fn(&mut Vec<u8>, i64),
-) -> Result<(), csv::Error> {
-    scratch.clear();
-    if let Some(v) = v {
-        push(scratch, v);
+    fn t(v: Option<&str>) -> &str {
+        v.unwrap_or_default()
     }
-    w.write_field(&scratch[..])
+    write_text(w, scratch, cells, a.campaign)?;
+    write_text(w, scratch, cells, a.contact)?;
+    write_text(w, scratch, cells, t(a.name))?;
+    write_text(w, scratch, cells, a.phone)?;
+    write_number(w, scratch, cells, Some(a.attempt_no), push_int)?;
+    write_text(w, scratch, cells, t(a.call_sid))?;
+    write_text(w, scratch, cells, a.status)?;
+    write_text(w, scratch, cells, t(a.reason))?;
+    write_text(w, scratch, cells, t(a.answered_by))?;
+    write_text(w, scratch, cells, t(a.outcome))?;
+    write_text(w, scratch, cells, t(a.digits))?;
+    write_text(w, scratch, cells, t(a.speech))?;
+    write_number(w, scratch, cells, a.duration_seconds, push_int)?;
+    write_number(w, scratch, cells, Some(a.started_at), push_rfc3339)?;
+    write_number(w, scratch, cells, a.answered_at, push_rfc3339)?;
+    write_number(w, scratch, cells, a.ended_at, push_rfc3339)?;
+    write_number(w, scratch, cells, a.error_code, push_int)?;
+    write_text(w, scratch, cells, t(a.error_message))?;
+    w.write_record(None::<&[u8]>)
 }

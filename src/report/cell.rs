@@ -1,7 +1,70 @@
 //! Allocation-free CSV cell formatting for the exports: integers and RFC 3339 UTC instants
-//! (`2026-11-23T15:00:07Z`) written into a reused buffer.
+//! (`2026-11-23T15:00:07Z`) written into a reused buffer, and the guard that keeps
+//! spreadsheets from running a cell as a formula (CSV injection).
 
 use std::fmt::Write as _;
+use std::io::Write;
+
+/// How the exports write cells that a spreadsheet would run as a formula.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cells {
+    /// OWASP's CSV injection guidance: such a cell gets a leading `'`, so spreadsheets show it
+    /// as text (the CSV writer still quotes it when its content needs quotes).
+    #[default]
+    Neutralised,
+    /// Every cell exactly as stored (`--raw`).
+    Raw,
+}
+
+/// Whether a spreadsheet would run `cell` as a formula: it begins with `=`, `+`, `-`, `@`, tab
+/// or CR (OWASP). A sign followed only by digits is the exception: an E.164 number
+/// (`+14155550100`) or a negative integer is read as that number, cannot hold a formula, and
+/// stays as is so phone numbers round-trip into other tools unchanged.
+pub fn is_formula(cell: &[u8]) -> bool {
+    match cell {
+        [b'=' | b'@' | b'\t' | b'\r', ..] => true,
+        [b'+' | b'-', rest @ ..] => rest.is_empty() || !rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// Writes one text cell; with [`Cells::Neutralised`] a formula-like cell gets a leading `'`
+/// (built in the reused `scratch`).
+pub fn write_text<W: Write>(
+    w: &mut csv::Writer<W>,
+    scratch: &mut Vec<u8>,
+    cells: Cells,
+    value: &str,
+) -> Result<(), csv::Error> {
+    if cells == Cells::Neutralised && is_formula(value.as_bytes()) {
+        scratch.clear();
+        scratch.push(b'\'');
+        scratch.extend_from_slice(value.as_bytes());
+        w.write_field(&scratch[..])
+    } else {
+        w.write_field(value)
+    }
+}
+
+/// Writes one numeric cell formatted by `push` into the reused `scratch`; empty when `None`.
+/// The dialer's own integers and instants never look like formulas, but an instant outside
+/// four-digit years (`+10000-01-01T00:00:00Z`) would: it is guarded like text.
+pub fn write_number<W: Write>(
+    w: &mut csv::Writer<W>,
+    scratch: &mut Vec<u8>,
+    cells: Cells,
+    v: Option<i64>,
+    push: fn(&mut Vec<u8>, i64),
+) -> Result<(), csv::Error> {
+    scratch.clear();
+    if let Some(v) = v {
+        push(scratch, v);
+    }
+    if cells == Cells::Neutralised && is_formula(scratch) {
+        scratch.insert(0, b'\'');
+    }
+    w.write_field(&scratch[..])
+}
 
 /// Unix seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range the fast path
 /// formats; anything outside goes through chrono.
@@ -122,6 +185,35 @@ mod tests {
         }
         for secs in 1_700_000_000..1_700_100_000 {
             assert_eq!(stamp(secs), chrono_stamp(secs), "unix seconds {secs}");
+        }
+    }
+
+    #[test]
+    fn formula_cells_are_those_owasp_lists_except_signed_integers() {
+        for cell in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0",
+            "@SUM(1+1)",
+            "\t=1",
+            "\r=1",
+            "+",
+            "-",
+            "+1 555",
+            "+10000-01-01T00:00:00Z",
+        ] {
+            assert!(is_formula(cell.as_bytes()), "{cell:?}");
+        }
+        for cell in [
+            "",
+            "+14155550100",
+            "-21211",
+            "0",
+            "Jo",
+            " =1",
+            "2026-11-23T15:00:07Z",
+        ] {
+            assert!(!is_formula(cell.as_bytes()), "{cell:?}");
         }
     }
 

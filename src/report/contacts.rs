@@ -5,8 +5,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::attempts::cell;
-use super::cell::{push_int, push_rfc3339};
+use super::cell::{Cells, push_int, push_rfc3339, write_number, write_text};
 use super::{PROGRESS_EVERY, ReportError};
 use crate::store::{ContactRecord, Store};
 
@@ -38,12 +37,14 @@ pub struct ExportCampaign {
 /// Writes the header and the contacts of `campaigns` (in that order, each in import order) to
 /// `out` as CSV. The answer columns are the union of the campaigns' gather steps in first-seen
 /// order. With `since`/`until` only contacts having an attempt started in `[since, until)`.
+/// Formula-like cells (and step names in the header) are written as `cells` says.
 /// `progress` is called with the rows written since its last call. Returns the number of rows.
 pub fn write_contacts<W: Write>(
     store: &Store,
     campaigns: &[ExportCampaign],
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
+    cells: Cells,
     out: W,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ReportError> {
@@ -60,15 +61,15 @@ pub fn write_contacts<W: Write>(
     for h in CONTACT_HEADER {
         w.write_field(h)?;
     }
+    let mut scratch = Vec::with_capacity(32);
     for s in &steps {
-        w.write_field(format!("answer.{s}"))?;
+        write_text(&mut w, &mut scratch, cells, &format!("answer.{s}"))?;
     }
     w.write_record(None::<&[u8]>)?;
     let mut rows = 0u64;
-    let mut scratch = Vec::with_capacity(32);
     for c in campaigns {
         store.for_each_contact_record(c.id, since, until, |r| {
-            write_row(&mut w, &mut scratch, c, &steps, r)?;
+            write_row(&mut w, &mut scratch, cells, c, &steps, r)?;
             rows += 1;
             if rows.is_multiple_of(PROGRESS_EVERY) {
                 progress(PROGRESS_EVERY);
@@ -84,24 +85,25 @@ pub fn write_contacts<W: Write>(
 fn write_row<W: Write>(
     w: &mut csv::Writer<W>,
     scratch: &mut Vec<u8>,
+    cells: Cells,
     campaign: &ExportCampaign,
     steps: &[&str],
     r: &ContactRecord<'_>,
 ) -> Result<(), csv::Error> {
-    w.write_field(&campaign.name)?;
-    w.write_field(r.contact)?;
-    w.write_field(r.name.unwrap_or_default())?;
-    w.write_field(r.phone)?;
-    w.write_field(r.zones.unwrap_or(&campaign.timezone))?;
-    w.write_field(r.state)?;
-    cell(w, scratch, Some(r.attempts), push_int)?;
-    w.write_field(r.last_reason.unwrap_or_default())?;
-    w.write_field(r.outcome.unwrap_or_default())?;
+    write_text(w, scratch, cells, &campaign.name)?;
+    write_text(w, scratch, cells, r.contact)?;
+    write_text(w, scratch, cells, r.name.unwrap_or_default())?;
+    write_text(w, scratch, cells, r.phone)?;
+    write_text(w, scratch, cells, r.zones.unwrap_or(&campaign.timezone))?;
+    write_text(w, scratch, cells, r.state)?;
+    write_number(w, scratch, cells, Some(r.attempts), push_int)?;
+    write_text(w, scratch, cells, r.last_reason.unwrap_or_default())?;
+    write_text(w, scratch, cells, r.outcome.unwrap_or_default())?;
     let next = (r.state == "open" && r.next_attempt_at > 0).then_some(r.next_attempt_at);
-    cell(w, scratch, next, push_rfc3339)?;
+    write_number(w, scratch, cells, next, push_rfc3339)?;
     for step in steps {
         let answer = r.answers.iter().find(|(s, _)| s == step);
-        w.write_field(answer.map_or("", |(_, v)| v.as_str()))?;
+        write_text(w, scratch, cells, answer.map_or("", |(_, v)| v.as_str()))?;
     }
     w.write_record(None::<&[u8]>)
 }

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::store::StoreError;
 
 pub use atomic::write_atomically;
-pub use attempts::{ATTEMPT_HEADER, write_attempts};
+pub use attempts::{ATTEMPT_HEADER, write_attempts, write_attempts_as};
+pub use cell::Cells;
 pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
 pub use summary::{Summary, summarize};
 
@@ -32,10 +33,12 @@ pub enum ReportError {
     Csv(#[from] csv::Error),
     #[error("cannot write the export: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot write `{}`: {source} (check the folder exists and is writable)", path.display())]
+    /// The I/O error is part of the message, not a `source()`: `{:#}` of an error chain would
+    /// print it twice.
+    #[error("cannot write `{}`: {cause} (check the folder exists and is writable)", path.display())]
     Output {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("`{flag} {value}` is not an RFC 3339 instant like 2026-11-23T15:00:00Z")]
     BadInstant { flag: &'static str, value: String },

@@ -99,7 +99,16 @@ impl Db {
         until: Option<DateTime<Utc>>,
     ) -> String {
         let mut out = Vec::new();
-        write_contacts(&self.store, campaigns, since, until, &mut out, |_| {}).unwrap();
+        write_contacts(
+            &self.store,
+            campaigns,
+            since,
+            until,
+            Cells::Neutralised,
+            &mut out,
+            |_| {},
+        )
+        .unwrap();
         String::from_utf8(out).unwrap()
     }
 }
@@ -162,6 +171,47 @@ fn attempt_export_leaves_unknown_cells_empty() {
     assert_eq!(
         rows(&d.export(AttemptFilter::default())),
         ["spring,+14155550100,,+14155550100,1,,dialing,,,,,,,2026-11-23T15:00:00Z,,,,"]
+    );
+}
+
+#[test]
+fn csv_injection_cells_are_neutralised_unless_raw() {
+    let d = db();
+    let c = d.campaign("=cmd|' /C calc'!A0");
+    let p = d.contact(c, "+14155550100", Some("@SUM(1+1)"));
+    d.sql(
+        "UPDATE contacts SET name = '=HYPERLINK(\"http://evil.example\",\"click\")' WHERE id = ?1",
+        [p],
+    );
+    d.sql(
+        "INSERT INTO attempts (contact_id, campaign_id, attempt_no, phone, status, outcome,
+            speech, duration_seconds, started_at, error_code, error_message)
+         VALUES (?1, ?2, 1, '+14155550100', 'completed', '-2+3+cmd|x!A0', char(9) || '=1', -5,
+            ?3, -1, char(13) || '=2')",
+        params![p, c, T0],
+    );
+    let neutral = "'=cmd|' /C calc'!A0,'@SUM(1+1),\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,'-2+3+cmd|x!A0,,'\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"'\r=2\"";
+    assert_eq!(rows(&d.export(AttemptFilter::default())), [neutral]);
+    let mut out = Vec::new();
+    write_attempts_as(
+        &d.store,
+        &AttemptFilter::default(),
+        Cells::Raw,
+        &mut out,
+        |_| {},
+    )
+    .unwrap();
+    let raw = "=cmd|' /C calc'!A0,@SUM(1+1),\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,-2+3+cmd|x!A0,,\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"\r=2\"";
+    assert_eq!(rows(&String::from_utf8(out).unwrap()), [raw]);
+
+    // the per-contact export: fields, answers and `answer.STEP` headers alike
+    d.answer(1, "q", None, Some("=1+1"), T0 + 5);
+    let text = d.export_contacts(&[campaign_info(c, "=x", &["q"])], None, None);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("{},answer.q", CONTACT_HEADER.join(",")));
+    assert!(
+        lines[1].starts_with("'=x,'@SUM(1+1),\"'=HYPERLINK(") && lines[1].ends_with(",'=1+1"),
+        "{text}"
     );
 }
 
@@ -490,6 +540,44 @@ fn atomic_output_appears_whole_or_not_at_all() {
     let missing = dir.path().join("no/such/dir/out.csv");
     let err = write_atomically(&missing, |_| Ok(())).unwrap_err();
     assert!(err.to_string().starts_with("cannot write `"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn export_file_is_private_like_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dest = dir.path().join("out.csv");
+    write_atomically(&dest, |_| Ok(())).unwrap();
+    assert_eq!(mode(&dest), 0o600);
+    // replacing a world-readable file, or reusing a stale temporary file, gives 0600 too
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stale = dir
+        .path()
+        .join(format!(".out.csv.{}.tmp", std::process::id()));
+    std::fs::write(&stale, "stale").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
+    write_atomically(&dest, |_| Ok(())).unwrap();
+    assert_eq!(mode(&dest), 0o600);
+    assert!(!stale.exists());
+}
+
+#[test]
+fn output_error_says_its_cause_once_in_the_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/out.csv");
+    let err = write_atomically(&missing, |_| Ok(())).unwrap_err();
+    // as `main` prints it: `error: {:#}` of the anyhow chain
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert_eq!(
+        chain,
+        format!(
+            "cannot write `{}`: No such file or directory (os error 2) \
+             (check the folder exists and is writable)",
+            missing.display()
+        )
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::bounds;
+
 /// The account SID the simulator answers to unless configured otherwise.
 pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 /// The auth token the simulator signs with unless configured otherwise.
@@ -16,7 +18,10 @@ pub struct SimConfig {
     #[serde(default = "default_account_sid")]
     pub account_sid: String,
     /// The auth token: the Basic auth password and the key of every `X-Twilio-Signature`.
-    #[serde(default = "default_auth_token")]
+    #[serde(
+        default = "default_auth_token",
+        deserialize_with = "crate::config::auth_token"
+    )]
     pub auth_token: String,
     /// Seed of every random outcome; the same seed and creates give the same calls.
     #[serde(default)]
@@ -208,8 +213,16 @@ pub enum SimConfigError {
     AccountSid(String),
     #[error("`simulator.auth_token` is empty; set a token or remove the key to use the default")]
     AuthToken,
-    #[error("`simulator.time_scale` {0} must be a positive number, e.g. `0.05` or `1.0`")]
+    #[error(
+        "`simulator.time_scale` {0} must be a number above 0 and at most {max}, e.g. `0.05` or `1.0`",
+        max = bounds::MAX_TIME_SCALE
+    )]
     TimeScale(f64),
+    #[error(
+        "`simulator.faults.slow_ms` {0} must be at most {max} (10 minutes)",
+        max = bounds::MAX_SLOW_MS
+    )]
+    SlowMs(u64),
     #[error(
         "`simulator.rules[{index}].pattern` `{pattern}` is neither an E.164 number nor a prefix \
          ending in `*`; write e.g. `+15551234567` or `+1555*`"
@@ -239,8 +252,14 @@ impl SimConfig {
         if self.auth_token.is_empty() {
             return Err(SimConfigError::AuthToken);
         }
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+        if !(self.time_scale.is_finite()
+            && self.time_scale > 0.0
+            && self.time_scale <= bounds::MAX_TIME_SCALE)
+        {
             return Err(SimConfigError::TimeScale(self.time_scale));
+        }
+        if self.faults.slow_ms > bounds::MAX_SLOW_MS {
+            return Err(SimConfigError::SlowMs(self.faults.slow_ms));
         }
         for (index, rule) in self.rules.iter().enumerate() {
             let exact = rule.pattern.strip_suffix('*').is_none();
@@ -324,4 +343,52 @@ pub(crate) fn is_e164(s: &str) -> bool {
     (2..=15).contains(&digits.len())
         && !digits.starts_with('0')
         && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_token_of_the_wrong_type_is_not_echoed() {
+        // as `dialing::carrier::sim_config` reads the `[simulator]` table of dialer.toml
+        let sim = |text: &str| {
+            let table: toml::Table = toml::from_str(text).expect("valid TOML");
+            toml::Value::Table(table).try_into::<SimConfig>()
+        };
+        for text in ["auth_token = 12345", "auth_token = [\"12345abc\"]"] {
+            let e = sim(text).unwrap_err().to_string();
+            assert!(!e.contains("12345"), "{text}: {e}");
+            assert!(e.contains("`auth_token` must be a quoted string"), "{e}");
+        }
+        let c = sim("auth_token = \"t0k\"").expect("a string is fine");
+        assert_eq!(c.auth_token, "t0k");
+        let c = sim("seed = 1").expect("the default");
+        assert_eq!(c.auth_token, DEFAULT_AUTH_TOKEN);
+    }
+
+    #[test]
+    fn time_scale_and_slow_ms_above_their_bound_are_rejected() {
+        let mut c = SimConfig {
+            time_scale: 100.0,
+            ..SimConfig::default()
+        };
+        c.faults.slow_ms = 600_000;
+        assert_eq!(c.validate(), Ok(()), "the bounds themselves are valid");
+        c.time_scale = 1e300;
+        assert_eq!(c.validate(), Err(SimConfigError::TimeScale(1e300)));
+        assert_eq!(
+            SimConfigError::TimeScale(101.0).to_string(),
+            "`simulator.time_scale` 101 must be a number above 0 and at most 100, e.g. `0.05` or `1.0`"
+        );
+        c.time_scale = 1.0;
+        c.faults.slow_ms = u64::MAX;
+        assert_eq!(c.validate(), Err(SimConfigError::SlowMs(u64::MAX)));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("must be at most 600000"),
+        );
+    }
 }

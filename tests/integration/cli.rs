@@ -216,3 +216,84 @@ fn another_config_naming_the_same_database_is_refused() {
     }
     drop(held);
 }
+
+#[test]
+fn wait_too_long_for_an_instant_is_a_usage_error_not_a_panic() {
+    let t = Test::new();
+    for (wait, says) in [
+        (
+            "292277024626y",
+            "`292277024626y` is longer than the maximum of 7days",
+        ),
+        ("8d", "`8d` is longer than the maximum of 7days"),
+        ("soon", "`soon` is not a duration"),
+    ] {
+        let out = t
+            .cmd(["run", "batch", "--wait", wait])
+            .status(2)
+            .stderr_contains(says)
+            .stderr_contains("--wait")
+            .stderr_lacks("panicked")
+            .run();
+        assert!(out.stdout.is_empty(), "{wait}: {}", out.stdout);
+    }
+    t.cmd(["run", "batch", "--limit", "10000001"])
+        .status(2)
+        .stderr_contains("from 0 to 10000000")
+        .run();
+    assert_eq!(
+        t.dump(),
+        "<no database>",
+        "a usage error touched the database"
+    );
+}
+
+#[test]
+fn shutdown_grace_too_long_for_an_instant_is_refused_at_load() {
+    let t = Test::with_config(&crate::harness::default_config().replace(
+        "shutdown_grace = \"2m\"",
+        "shutdown_grace = \"292277024626y\"",
+    ));
+    assert!(t.read("dialer.toml").contains("292277024626y"));
+    let out = t.cmd(["campaign", "list"]).status(1).run();
+    assert_one_error(
+        &out,
+        &[
+            "dialer.toml",
+            "`dialer.shutdown_grace`",
+            "longer than the maximum of 1day",
+        ],
+    );
+}
+
+#[test]
+fn secret_in_a_bad_config_is_never_echoed() {
+    let base = crate::harness::default_config();
+    for (find, replace) in [
+        ("[twilio]", "[twilio]\nauth_token = 12345abc"),
+        ("[twilio]", "[twilio]\nauth_token = 12345"),
+        ("[twilio]", "[twilio]\nauth_token = \"12345abc"),
+    ] {
+        assert!(base.contains(find));
+        let t = Test::with_config(&base.replacen(find, replace, 1));
+        let out = t.cmd(["campaign", "list"]).status(1).run();
+        assert_one_error(&out, &["dialer.toml:", "`auth_token`"]);
+        assert!(!out.stderr.contains("12345"), "{replace}: {}", out.stderr);
+    }
+    // the [simulator] table is read by `dialer simulator` (and the built-in simulator)
+    let t = Test::with_config(&base.replacen("[simulator]", "[simulator]\nauth_token = 12345", 1));
+    let out = t
+        .cmd(["simulator", "--listen", "127.0.0.1:0"])
+        .status(1)
+        .run();
+    // (two lines: `dialing::carrier::sim_config` prints toml's "in `auth_token`" tail as is)
+    assert!(
+        out.stderr.starts_with("error: ")
+            && out
+                .stderr
+                .contains("dialer.toml: [simulator]: `auth_token` must be a quoted string"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("12345"), "{}", out.stderr);
+}

@@ -9,8 +9,10 @@ mod cli;
 mod contacts;
 mod daemon;
 mod dnc;
+mod export;
 mod generator;
 mod plan;
+mod simulator;
 
 /// The contacts generator, compiled in so its numbers can be checked.
 #[path = "../../examples/gen_contacts.rs"]

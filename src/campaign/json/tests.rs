@@ -251,3 +251,111 @@ fn crontab_and_six_field_schedules() {
         assert!(p.campaign.schedule.is_some());
     }
 }
+
+/// A one-step script campaign with `step` as the body of its only step.
+fn with_step(step: &str) -> String {
+    format!(r#"{{"name": "x", "script": {{"start": "a", "steps": {{"a": {step}}}}}}}"#)
+}
+
+#[test]
+fn values_above_their_bound_are_rejected_with_the_bound() {
+    let cases: &[(String, &str)] = &[
+        (
+            r#"{"name": "x", "retry_delays": {"busy": "100000000y"}}"#.into(),
+            "`retry_delays.busy`: `100000000y` is longer than the maximum of 365days",
+        ),
+        (
+            r#"{"name": "x", "retry_delays": {"default": "365days 1s"}}"#.into(),
+            "`retry_delays.default`: `365days 1s` is longer than the maximum of 365days",
+        ),
+        (
+            r#"{"name": "x", "retry_delays": {"busy": 525601}}"#.into(),
+            "`retry_delays.busy`: `525601` is not a number of minutes between 0 and 525600 (365days)",
+        ),
+        (
+            r#"{"name": "x", "retry_delays": {"busy": 1e300}}"#.into(),
+            "`retry_delays.busy`: `1e+300` is not a number of minutes",
+        ),
+        (
+            r#"{"name": "x", "max_call_duration": 86401}"#.into(),
+            "`max_call_duration`: must be between 1 and 86400 seconds (Twilio's `TimeLimit`)",
+        ),
+        (
+            r#"{"name": "x", "ring_timeout": 601}"#.into(),
+            "`ring_timeout`: must be between 5 and 600 seconds (Twilio's `Timeout`)",
+        ),
+        (
+            r#"{"name": "x", "ring_timeout": 4}"#.into(),
+            "`ring_timeout`: must be between 5 and 600 seconds",
+        ),
+        (
+            r#"{"name": "x", "max_retries": 101}"#.into(),
+            "`max_retries`: must be at most 100",
+        ),
+        (
+            r#"{"name": "x", "max_retries": 99999999999}"#.into(),
+            "`max_retries`: invalid value: integer `99999999999`, expected u32",
+        ),
+        (
+            r#"{"name": "x", "calls_per_minute": 300001}"#.into(),
+            "`calls_per_minute`: must be between 1 and 300000 (remove it for no cap)",
+        ),
+        (
+            r#"{"name": "x", "max_concurrent_calls": 10001}"#.into(),
+            "`max_concurrent_calls`: must be between 1 and 10000 (remove it for no cap)",
+        ),
+        (
+            with_step(r#"{"say": "hi", "pause": 601}"#),
+            "`script.steps.a.pause`: must be at most 600 seconds",
+        ),
+        (
+            with_step(r#"{"gather": {"timeout": 61, "options": [{"digits": "1"}]}}"#),
+            "`script.steps.a.gather.timeout`: must be between 1 and 60 seconds",
+        ),
+        (
+            with_step(r#"{"gather": {"num_digits": 51, "options": [{"digits": "1"}]}}"#),
+            "`script.steps.a.gather.num_digits`: must be between 1 and 50",
+        ),
+        (
+            with_step(r#"{"gather": {"options": [{"digits": "1", "retry_after": "100000000y"}]}}"#),
+            "`script.steps.a.gather.options[0].retry_after`: `100000000y` is longer than the maximum of 365days",
+        ),
+    ];
+    for (json, expected) in cases {
+        let e = err(json);
+        assert!(
+            e.contains(expected),
+            "for {json}\n  got: {e}\n  want: {expected}"
+        );
+    }
+}
+
+#[test]
+fn values_at_their_bound_are_accepted() {
+    let json = r#"{"name": "x", "max_call_duration": 86400, "ring_timeout": 600,
+      "max_retries": 100, "calls_per_minute": 300000, "max_concurrent_calls": 10000,
+      "retry_delays": {"busy": "365days", "no-answer": 525600},
+      "script": {"start": "a", "steps": {"a": {"say": "hi", "pause": 600, "gather": {
+        "timeout": 60, "num_digits": 50,
+        "options": [{"digits": "1", "retry_after": "365d"}]}}}}}"#;
+    let c = parse(json, defaults())
+        .expect("valid at the bounds")
+        .campaign;
+    let year = Duration::from_secs(365 * 86_400);
+    assert_eq!(c.rules.retry_delays.delay_for(Reason::Busy), Some(year));
+    assert_eq!(c.rules.retry_delays.delay_for(Reason::NoAnswer), Some(year));
+    assert_eq!(
+        (c.max_call_duration, c.ring_timeout, c.rules.max_retries),
+        (86_400, 600, 100)
+    );
+    assert_eq!(c.calls_per_minute, Some(300_000));
+    assert_eq!(c.max_concurrent_calls, Some(10_000));
+    let Content::Script(s) = c.content else {
+        panic!("script expected")
+    };
+    let step = &s.steps["a"];
+    assert_eq!(step.pause, Some(600));
+    let g = step.gather.as_ref().expect("gather");
+    assert_eq!((g.timeout, g.num_digits), (60, Some(50)));
+    assert_eq!(g.options[0].retry_after, Some(year));
+}
