@@ -165,6 +165,7 @@ impl Scheduler<'_> {
             let work = self.pick(now).await?;
             if work.is_empty() {
                 let wake = self.wake_at(now).await?;
+                tracing::debug!(until = ?wake, "idle: nothing to place");
                 emit(self.events.as_ref(), Event::Idle { until: wake });
                 let sleep = wake
                     .and_then(|w| (w - now).to_std().ok())

@@ -305,3 +305,39 @@ pub async fn bind_server(config: &Config) -> Result<(tokio::net::TcpListener, ur
     }
     Ok((listener, public))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    fn config(text: &str) -> Config {
+        Config::parse(std::path::Path::new("dialer.toml"), text, &Env::default()).expect("config")
+    }
+
+    /// Issue: `[server] listen` with port 0 silently replaced `public_url` even with the real
+    /// Twilio, which would then call back an address nobody listens on.
+    #[tokio::test]
+    async fn port_0_is_refused_with_a_remote_carrier_and_allowed_with_a_local_one() {
+        let remote = config(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[carrier]\nkind = \"twilio\"\n\
+             [twilio]\napi_base = \"https://api.twilio.com\"\n",
+        );
+        let err = bind_server(&remote).await.expect_err("refused").to_string();
+        assert!(
+            err.contains("port 0") && err.contains("public_url"),
+            "{err}"
+        );
+
+        let local = config(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[carrier]\nkind = \"twilio\"\n\
+             [twilio]\napi_base = \"http://127.0.0.1:9\"\n",
+        );
+        let (listener, url) = bind_server(&local).await.expect("bound");
+        let port = listener.local_addr().expect("addr").port();
+        assert_eq!(url.as_str(), format!("http://127.0.0.1:{port}/"));
+
+        let simulator = config("[server]\nlisten = \"127.0.0.1:0\"\n");
+        assert!(bind_server(&simulator).await.is_ok());
+    }
+}

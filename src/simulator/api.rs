@@ -186,6 +186,7 @@ async fn create_call(
         end_time: None,
         duration: None,
         answered_by: None,
+        dropped_callbacks: 0,
     };
     {
         let mut book = shared.book();

@@ -143,6 +143,7 @@ impl Call {
         let sequence = self.sequence;
         self.sequence += 1;
         if self.rng.random::<f64>() < self.shared.config.faults.drop_callback_rate {
+            self.shared.update(&self.sid, |r| r.dropped_callbacks += 1);
             return;
         }
         let mut params = self.base_params(status);

@@ -121,6 +121,14 @@ impl SimState {
         book.index.get(sid).map(|i| book.calls[*i].to_json())
     }
 
+    /// How many status callbacks of a call the fault injection dropped.
+    pub fn dropped_callbacks(&self, sid: &str) -> Option<u32> {
+        let book = self.shared.book();
+        book.index
+            .get(sid)
+            .map(|i| book.calls[*i].dropped_callbacks)
+    }
+
     /// Ends every call task (no further callbacks are sent).
     pub fn stop_calls(&self) {
         self.shared.stop.cancel();

@@ -46,6 +46,8 @@ pub struct CallRecord {
     /// Simulated seconds from answer to hang-up; set when the call ends.
     pub duration: Option<u64>,
     pub answered_by: Option<String>,
+    /// Status callbacks not sent because of `faults.drop_callback_rate` (not in Twilio's JSON).
+    pub dropped_callbacks: u32,
 }
 
 /// Twilio's date format: RFC 2822 in UTC, `Tue, 31 Aug 2010 20:36:28 +0000`.

@@ -106,6 +106,28 @@ struct Background {
 }
 
 impl Background {
+    /// The callback server's base URL, from the `callback server listening` log line (the
+    /// server binds port 0).
+    fn url(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if let Some(url) = log
+                .lines()
+                .find(|l| l.contains("callback server listening"))
+                .and_then(|l| l.split("public_url=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                return url.trim_end_matches('/').to_owned();
+            }
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                panic!("dialer exited ({status}) before listening:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "never listening:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to end (at most `limit`) and returns (success, stdout, stderr).
     fn finish(mut self, limit: Duration) -> (bool, String, String) {
         let deadline = Instant::now() + limit;
@@ -226,12 +248,6 @@ fn http_post_form(url: &str, form: &[(String, String)], signature: Option<&str>)
         }
         req.send().await.expect("POST").status().as_u16()
     })
-}
-
-/// A free loopback port (bound, read, released).
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
 }
 
 fn unix_now() -> f64 {
@@ -526,20 +542,21 @@ fn forged_and_unsigned_callbacks_are_refused() {
     const TOKEN: &str = "e2e-secret-token";
     let phone = "+12125550104";
     let dir = TestDir::new();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = "127.0.0.1:0";
     // a call of a few real seconds: rings until the 5 s timeout at 0.4 real s per second
     let sim = format!(
         "[simulator]\nseed = 4\ntime_scale = 0.4\nauth_token = \"{TOKEN}\"\n{}",
         rules(&[(phone, "no-answer", &[])])
     );
-    dir.write("dialer.toml", &config(&listen, 50.0, &sim));
+    dir.write("dialer.toml", &config(listen, 50.0, &sim));
     dir.write(
         "c.json",
         &campaign("slow", r#""message": "hello", "ring_timeout": 5"#),
     );
     dir.write("c.csv", &contacts(&[phone]));
 
-    let batch = dir.spawn(&["run", "batch", "--wait", "20s"], "batch");
+    let mut batch = dir.spawn(&["run", "batch", "--wait", "20s"], "batch");
+    let base = batch.url();
     // wait until the call is placed and its SID stored
     let conn = dir.db();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -557,7 +574,7 @@ fn forged_and_unsigned_callbacks_are_refused() {
         std::thread::sleep(Duration::from_millis(20));
     };
 
-    let url = format!("http://{listen}/twilio/status?attempt=1");
+    let url = format!("{base}/twilio/status?attempt=1");
     let forged = |sid: &str| -> Vec<(String, String)> {
         [
             ("CallSid", sid),
@@ -582,11 +599,8 @@ fn forged_and_unsigned_callbacks_are_refused() {
     let garbage = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     assert_eq!(http_post_form(&url, &form, Some(garbage)), 403, "garbage");
     // signed for another URL (replayed from elsewhere)
-    let other_url = dialer::twilio::signature::sign(
-        TOKEN,
-        &format!("http://{listen}/twilio/status?attempt=2"),
-        &form,
-    );
+    let other_url =
+        dialer::twilio::signature::sign(TOKEN, &format!("{base}/twilio/status?attempt=2"), &form);
     assert_eq!(
         http_post_form(&url, &form, Some(&other_url)),
         403,

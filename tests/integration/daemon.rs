@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The end-to-end test folder of `calls`, with what the daemon tests add to it.
-use crate::calls::{TestDir as Dir, free_port};
+use crate::calls::TestDir as Dir;
 
 impl Dir {
     /// A CLI command that must succeed.
@@ -81,6 +81,46 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Waits until the daemon's stderr holds `needle` at least `n` times; returns the log.
+    fn wait_for_log(&mut self, needle: &str, n: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+            if log.matches(needle).count() >= n {
+                return log;
+            }
+            if let Some(status) = self.child.try_wait().expect("poll daemon") {
+                panic!("daemon exited early ({status}):\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` not logged {n} time(s) within {limit:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How often `needle` is in the daemon's log so far.
+    fn logged(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.stderr)
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
+    }
+
+    /// The callback server's base URL, from its `callback server listening` log line (the
+    /// daemon binds port 0).
+    fn url(&mut self) -> String {
+        let log = self.wait_for_log("callback server listening", 1, Duration::from_secs(10));
+        log.lines()
+            .find(|l| l.contains("callback server listening"))
+            .and_then(|l| l.split("public_url=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| panic!("no public_url in the log:\n{log}"))
+    }
+
     fn logs(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         format!(
@@ -216,23 +256,11 @@ fn get(url: &str) -> (u16, String) {
         })
 }
 
-/// A GET that may find nobody listening yet.
-fn try_get(url: &str) -> Option<(u16, String)> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let resp = reqwest::get(url).await.ok()?;
-            let status = resp.status().as_u16();
-            Some((status, resp.text().await.ok()?))
-        })
-}
-
-/// dialer.toml with a fixed callback port, one declared campaign `c.json` + `c.csv`, and `tail`.
-fn config(port: u16, calls_per_second: f64, tail: &str) -> String {
+/// dialer.toml with the callback server on port 0 (its address is read from the log), one
+/// declared campaign `c.json` + `c.csv`, and `tail`.
+fn config(calls_per_second: f64, tail: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [dialer]\ncalls_per_second = {calls_per_second:.1}\nmax_concurrent_calls = 50\n\
          shutdown_grace = \"10s\"\n\n[[campaign]]\nfile = \"c.json\"\ncontacts = \"c.csv\"\n\n{tail}\n"
     )
@@ -267,9 +295,8 @@ const ATTEMPTS: &str = "SELECT count(*) FROM attempts";
 #[test]
 fn daemon_dials_serves_health_and_stops_cleanly_on_sigterm() {
     let dir = Dir::new();
-    let port = free_port();
     let sim = format!("[simulator]\nseed = 21\ntime_scale = 0.01\n{HUMANS}");
-    dir.write("dialer.toml", &config(port, 50.0, &sim));
+    dir.write("dialer.toml", &config(50.0, &sim));
     let mut all = numbers("+121255501", 3);
     all.extend(numbers("+121255502", 2));
     dir.write(
@@ -279,13 +306,14 @@ fn daemon_dials_serves_health_and_stops_cleanly_on_sigterm() {
     dir.write("c.csv", &contacts(&all));
 
     let mut d = dir.daemon("first");
+    let url = d.url();
     // busy contacts are retried once after 1 s: the daemon wakes for the retry by itself
     dir.wait_for(DONE, 5, Duration::from_secs(15), &mut d);
     assert_eq!(dir.count(ATTEMPTS), 3 + 2 * 2);
 
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/health"));
+    let (status, body) = get(&format!("{url}/health"));
     assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}"));
-    let (status, metrics) = get(&format!("http://127.0.0.1:{port}/metrics"));
+    let (status, metrics) = get(&format!("{url}/metrics"));
     assert_eq!(status, 200);
     assert!(metrics.contains("dialer_calls_placed_total 7"), "{metrics}");
     assert!(
@@ -314,14 +342,9 @@ fn daemon_dials_serves_health_and_stops_cleanly_on_sigterm() {
         assert_eq!(states[n], expected, "{n}");
     }
 
-    // a restart calls nobody again
+    // a restart calls nobody again: its first round finds nothing to place
     let mut again = dir.daemon("second");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        again.child.try_wait().expect("poll").is_none(),
-        "{}",
-        again.logs()
-    );
+    again.wait_for_log("idle: nothing to place", 1, Duration::from_secs(10));
     let (code, stdout) = again.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert!(stdout.contains("placed 0 call(s)"), "{stdout}");
@@ -331,21 +354,29 @@ fn daemon_dials_serves_health_and_stops_cleanly_on_sigterm() {
 #[test]
 fn pause_stops_new_calls_and_resume_continues() {
     let dir = Dir::new();
-    let port = free_port();
     let sim = format!("[simulator]\nseed = 22\ntime_scale = 0.01\n{HUMANS}");
-    dir.write("dialer.toml", &config(port, 4.0, &sim));
+    dir.write("dialer.toml", &config(4.0, &sim));
     let all = numbers("+121255501", 10);
     dir.write("c.json", &campaign(r#""max_retries": 0"#));
     dir.write("c.csv", &contacts(&all));
 
     let mut d = dir.daemon("daemon");
     dir.wait_for(ATTEMPTS, 2, Duration::from_secs(10), &mut d);
+    const RELOADED: &str = "campaigns reloaded";
+    const IDLE: &str = "idle: nothing to place";
+    let (reloads, idles) = (d.logged(RELOADED), d.logged(IDLE));
     dir.ok(&["campaign", "pause", "d"]);
-    // one placement may already be past its last check; after that, nothing
-    std::thread::sleep(Duration::from_millis(800));
+    // the daemon sees the pause, and a round after it finds nothing to place (a placement
+    // already past its last check may still have gone out)
+    d.wait_for_log(RELOADED, reloads + 1, Duration::from_secs(10));
+    let log = d.wait_for_log(IDLE, idles + 1, Duration::from_secs(10));
     let paused_at = dir.count(ATTEMPTS);
     assert!(paused_at < 10, "pause came too late to test anything");
-    std::thread::sleep(Duration::from_millis(1500));
+    // another change wakes the daemon again: still nothing placed while paused
+    let (reloads, idles) = (log.matches(RELOADED).count(), log.matches(IDLE).count());
+    dir.ok(&["dnc", "add", "+19175550199"]);
+    d.wait_for_log(RELOADED, reloads + 1, Duration::from_secs(10));
+    d.wait_for_log(IDLE, idles + 1, Duration::from_secs(10));
     assert_eq!(
         dir.count(ATTEMPTS),
         paused_at,
@@ -363,10 +394,9 @@ fn pause_stops_new_calls_and_resume_continues() {
 #[test]
 fn kill_9_mid_campaign_then_restart_dials_each_contact_as_its_policy_allows() {
     let dir = Dir::new();
-    let port = free_port();
     // slow calls, so some are in flight when the daemon dies
     let sim = Sim::start(&dir, &format!("seed = 23\ntime_scale = 0.3\n{HUMANS}"));
-    dir.write("dialer.toml", &config(port, 10.0, &sim.carrier_toml()));
+    dir.write("dialer.toml", &config(10.0, &sim.carrier_toml()));
     let all = numbers("+121255501", 8);
     dir.write(
         "c.json",
@@ -375,6 +405,16 @@ fn kill_9_mid_campaign_then_restart_dials_each_contact_as_its_policy_allows() {
     dir.write("c.csv", &contacts(&all));
 
     let mut d = dir.daemon("first");
+    // the calls in flight call back to this address: the restart must listen on it again
+    let url = d.url();
+    let addr = url.trim_start_matches("http://");
+    dir.write(
+        "dialer.toml",
+        &config(10.0, &sim.carrier_toml()).replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{addr}\"\npublic_url = \"{url}\""),
+        ),
+    );
     dir.wait_for(ATTEMPTS, 4, Duration::from_secs(10), &mut d);
     assert!(
         dir.count(OPEN_ATTEMPTS) > 0,
@@ -445,9 +485,8 @@ fn kill_9_mid_campaign_then_restart_dials_each_contact_as_its_policy_allows() {
 #[test]
 fn a_scheduled_campaign_places_nothing_between_waves() {
     let dir = Dir::new();
-    let port = free_port();
     let sim = format!("[simulator]\nseed = 24\ntime_scale = 0.01\n{HUMANS}");
-    dir.write("dialer.toml", &config(port, 50.0, &sim));
+    dir.write("dialer.toml", &config(50.0, &sim));
     // due now by hours, but the only wave is at midnight on January 1st
     dir.write(
         "c.json",
@@ -456,15 +495,70 @@ fn a_scheduled_campaign_places_nothing_between_waves() {
     dir.write("c.csv", &contacts(&numbers("+121255501", 3)));
 
     let mut d = dir.daemon("daemon");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while try_get(&format!("http://127.0.0.1:{port}/health")).is_none_or(|(s, _)| s != 200) {
-        assert!(Instant::now() < deadline, "daemon never served /health");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(1200));
-    assert!(d.child.try_wait().expect("poll").is_none(), "{}", d.logs());
+    // the first round finds nothing to place and sleeps until the wave
+    let log = d.wait_for_log("idle: nothing to place", 1, Duration::from_secs(10));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("idle: nothing to place") && l.contains("-01-01T")),
+        "the daemon sleeps until the January 1st wave:\n{log}"
+    );
     assert_eq!(dir.count(ATTEMPTS), 0, "a call was placed between waves");
     let (code, stdout) = d.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert!(stdout.contains("placed 0 call(s)"), "{stdout}");
+}
+
+/// The daemon as a library function (as pueue's tests boot its daemon): events on a channel,
+/// shutdown by a token, the summary returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_runs_in_process_and_reports_what_it_does() {
+    use dialer::daemon::{Event, Options};
+    let dir = Dir::new();
+    let sim = format!("[simulator]\nseed = 25\ntime_scale = 0.01\n{HUMANS}");
+    dir.write("dialer.toml", &config(50.0, &sim));
+    dir.write("c.json", &campaign(r#""max_retries": 0"#));
+    let all = numbers("+121255501", 3);
+    dir.write("c.csv", &contacts(&all));
+    dir.ok(&["campaign", "import", "c.json", "--contacts", "c.csv"]);
+
+    let config =
+        dialer::config::Config::load(&dir.file("dialer.toml"), &dialer::config::Env::default())
+            .expect("config");
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = Options {
+        progress: false,
+        events: Some(tx),
+    };
+    let stop = shutdown.clone();
+    let daemon = tokio::spawn(async move {
+        let clock: std::sync::Arc<dyn dialer::clock::Clock> =
+            std::sync::Arc::new(dialer::clock::SystemClock);
+        dialer::daemon::run(&config, clock, stop, options).await
+    });
+    let mut placed = Vec::new();
+    let mut listening = None;
+    while placed.len() < all.len() {
+        let event = tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .expect("an event within 15 s")
+            .expect("the daemon is running");
+        match event {
+            Event::Listening { public_url } => listening = Some(public_url),
+            Event::Placed { campaign, attempt } => {
+                assert_eq!(campaign, "d");
+                placed.push(attempt);
+            }
+            Event::Loaded { .. } | Event::Idle { .. } => {}
+        }
+    }
+    let url = listening.expect("Listening comes first");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // a graceful stop waits for the calls in progress
+    shutdown.cancel();
+    let summary = daemon.await.expect("daemon task").expect("daemon run");
+    assert_eq!(summary.placed.get("d"), Some(&3));
+    assert_eq!(summary.left_open, 0);
+    assert_eq!(dir.count(DONE), 3);
+    assert_eq!(dir.count(OPEN_ATTEMPTS), 0);
 }

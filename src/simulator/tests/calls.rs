@@ -166,7 +166,14 @@ async fn dropped_callbacks_are_not_sent_but_the_call_still_ends() {
     let (_, body) = w.create("+14155550100", &[]).await;
     let sid = sid_of(&body);
     assert_eq!(w.until_final(&sid).await["status"], "busy");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // every event was dropped when it was due (initiated, ringing, busy), so none was sent
+    for _ in 0..500 {
+        if w.sim.state().dropped_callbacks(&sid) == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.sim.state().dropped_callbacks(&sid), Some(3));
     assert!(w.hits(&sid, "/status").is_empty());
 }
 
