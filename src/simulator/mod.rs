@@ -30,7 +30,7 @@ pub use config::{
     Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Rule, SimConfig,
     SimConfigError,
 };
-use record::CallRecord;
+pub use record::CallRecord;
 
 /// One Calls create request as the simulator received and answered it (`GET /simulator/requests`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +119,11 @@ impl SimState {
     pub fn call_json(&self, sid: &str) -> Option<serde_json::Value> {
         let book = self.shared.book();
         book.index.get(sid).map(|i| book.calls[*i].to_json())
+    }
+
+    /// Every call's record, in creation order (tests check what the carrier saw).
+    pub fn records(&self) -> Vec<CallRecord> {
+        self.shared.book().calls.clone()
     }
 
     /// How many status callbacks of a call the fault injection dropped.

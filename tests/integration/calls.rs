@@ -54,7 +54,7 @@ impl TestDir {
     }
 
     /// Runs a command to its end and returns its output (whatever the exit code).
-    fn output(&self, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
         self.dialer(args).output().expect("run dialer")
     }
 

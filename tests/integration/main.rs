@@ -11,6 +11,7 @@ mod daemon;
 mod dnc;
 mod export;
 mod generator;
+mod limits;
 mod plan;
 mod simulator;
 
