@@ -6,7 +6,18 @@ use std::io::Read;
 use chrono_tz::Tz;
 
 use super::phone::{self, Region};
-use crate::store::NewContact;
+
+/// A contact as read from the CSV, normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContact {
+    pub phone: String,
+    pub ext_id: Option<String>,
+    pub name: Option<String>,
+    /// Resolved zones, `|`-separated; `None` = the campaign's zone.
+    pub zones: Option<String>,
+    /// Every other column, as a JSON object.
+    pub fields: String,
+}
 
 /// Headers accepted for the phone column (SPEC §4).
 pub const PHONE_ALIASES: [&str; 6] = [

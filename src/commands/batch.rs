@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::run::import_declared;
+use super::campaign::import_declared;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::decision::Loaded;

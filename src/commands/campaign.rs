@@ -42,6 +42,21 @@ pub fn read_campaign(config: &Config, file: &Path) -> Result<(String, json::Pars
     Ok((text, parsed))
 }
 
+/// Imports (or updates) the `[[campaign]]` entries of dialer.toml (`run batch`, `run daemon`).
+pub fn import_declared(ctx: &Context, config: &Config) -> Result<()> {
+    for entry in &config.campaigns {
+        import(
+            ctx,
+            config,
+            &entry.file,
+            entry.contacts.as_deref(),
+            true,
+            true,
+        )?;
+    }
+    Ok(())
+}
+
 /// `campaign import`, also used for the `[[campaign]]` entries of dialer.toml (`idempotent`:
 /// an existing campaign is updated instead of refused). Returns the campaign id.
 pub fn import(

@@ -10,7 +10,6 @@ use super::Context;
 use super::signals::next_signal;
 use crate::cli::RunCommand;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
 use crate::store::ProcessLock;
 
 pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
@@ -44,7 +43,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn daemon(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
     let _lock = ProcessLock::acquire(&config.database)?;
-    import_declared(ctx, &config)?;
+    super::campaign::import_declared(ctx, &config)?;
     let summary = runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -73,19 +72,4 @@ async fn cancel_on_signal(token: CancellationToken) -> Result<()> {
     next_signal().await?;
     eprintln!("exiting now; calls still open are reconciled on the next start");
     std::process::exit(1);
-}
-
-/// Imports (or updates) the `[[campaign]]` entries of dialer.toml.
-pub fn import_declared(ctx: &Context, config: &Config) -> Result<()> {
-    for entry in &config.campaigns {
-        super::campaign::import(
-            ctx,
-            config,
-            &entry.file,
-            entry.contacts.as_deref(),
-            true,
-            true,
-        )?;
-    }
-    Ok(())
 }

@@ -4,19 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, StoreError, Tx, instant, secs};
+pub use crate::campaign::contacts_csv::NewContact;
 use crate::schedule::ContactState;
-
-/// A contact as read from the CSV, normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewContact {
-    pub phone: String,
-    pub ext_id: Option<String>,
-    pub name: Option<String>,
-    /// Resolved zones, `|`-separated; `None` = the campaign's zone.
-    pub zones: Option<String>,
-    /// Every other column, as a JSON object.
-    pub fields: String,
-}
 
 /// Import summary counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
