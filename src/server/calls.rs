@@ -2,10 +2,16 @@
 //! `/twilio/gather` (store the answer, follow the script), `/twilio/record` and `/twilio/status`
 //! (the attempt lifecycle). Every change goes through the writer, in one job per request; the
 //! TwiML is rendered after the commit, off the writer's thread.
+//!
+//! Twilio's retried deliveries (SPEC §10) change nothing and are answered like the first: a
+//! status event is stored once (by `I-Twilio-Idempotency-Token`, or CallSid + SequenceNumber) and
+//! answered 204; a gather answer is stored once with the step it led to, and a replay renders
+//! that step again (from the current script); a voice request stores nothing but AnsweredBy, so a
+//! replay sets the same value and gets the same TwiML.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -159,11 +165,8 @@ fn answer(state: &Shared, campaign: &Campaign, attempt: &AttemptRow, reply: Repl
     })
 }
 
-pub async fn voice(
-    State(state): State<Shared>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
+pub async fn voice(State(state): State<Shared>, form: SignedForm) -> Result<Response, ApiError> {
+    let t: Target = form.query()?;
     let s = state.clone();
     let (attempt, campaign, reply) = state
         .db
@@ -191,11 +194,8 @@ pub async fn voice(
     Ok(answer(&state, &campaign, &attempt, reply))
 }
 
-pub async fn gather(
-    State(state): State<Shared>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
+pub async fn gather(State(state): State<Shared>, form: SignedForm) -> Result<Response, ApiError> {
+    let t: Target = form.query()?;
     let s = state.clone();
     let (attempt, campaign, reply) = state
         .db
@@ -212,7 +212,9 @@ pub async fn gather(
 }
 
 /// Stores a gather answer and follows the script: the option's effects and next step, the
-/// `no_match` step (three strikes, then `no_input`), or `no_input` when nothing was said.
+/// `no_match` step (three strikes, then `no_input`), or `no_input` when nothing was said. A
+/// repeated delivery is answered with the step its first delivery led to and stores nothing; an
+/// answer after the attempt ended is kept for audit, changes nothing and hangs up.
 fn gather_answer(
     tx: &Tx<'_>,
     campaign: &Arc<Campaign>,
@@ -221,6 +223,11 @@ fn gather_answer(
     form: &SignedForm,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Reply, ApiError> {
+    if let Some(token) = form.token()
+        && let Some(next) = tx.answered_step(attempt.id, token)?
+    {
+        return Ok(next.map_or(Reply::Hangup, |s| Reply::Step(Some(s))));
+    }
     let step_name = step.ok_or(ApiError::BadRequest("missing step\n"))?;
     let Content::Script(script) = &campaign.content else {
         return Ok(Reply::Hangup);
@@ -235,45 +242,48 @@ fn gather_answer(
     let digits = form.get("Digits").filter(|d| !d.is_empty());
     let speech = form.get("SpeechResult").filter(|d| !d.trim().is_empty());
     let confidence = form.get("Confidence").and_then(|c| c.parse::<f64>().ok());
+    let late = attempt.ended_at.is_some();
     if digits.is_none() && speech.is_none() {
-        return Ok(Reply::Step(gather.no_input.clone()));
+        return Ok(if late {
+            Reply::Hangup
+        } else {
+            Reply::Step(gather.no_input.clone())
+        });
     }
     let option = gather.match_answer(digits, speech);
+    let next = match option {
+        _ if late => None,
+        Some(o) => o.next.clone(),
+        None if tx.unmatched_answers(attempt.id, &step_name)? + 1 >= 3 => gather.no_input.clone(),
+        None => Some(gather.no_match.clone().unwrap_or(step_name.clone())),
+    };
     let answer = Answer {
         step: &step_name,
         digits,
         speech,
         confidence,
         matched: option.is_some(),
+        next_step: next.as_deref(),
+        token: form.token(),
     };
-    tx.record_answer(attempt.id, &answer, now)?;
-    let next = match option {
-        Some(o) => {
-            tx.apply_option(
-                attempt.id,
-                o.outcome.as_deref(),
-                o.retry_after,
-                o.opt_out,
-                now,
-            )?;
-            o.next.clone()
-        }
-        None => {
-            if tx.unmatched_answers(attempt.id, &step_name)? >= 3 {
-                gather.no_input.clone()
-            } else {
-                Some(gather.no_match.clone().unwrap_or(step_name.clone()))
-            }
-        }
-    };
+    let stored = tx.record_answer(attempt.id, &answer, now)?;
+    if late || !stored {
+        return Ok(Reply::Hangup);
+    }
+    if let Some(o) = option {
+        tx.apply_option(
+            attempt.id,
+            o.outcome.as_deref(),
+            o.retry_after,
+            o.opt_out,
+            now,
+        )?;
+    }
     Ok(Reply::Step(next))
 }
 
-pub async fn record(
-    State(state): State<Shared>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
+pub async fn record(State(state): State<Shared>, form: SignedForm) -> Result<Response, ApiError> {
+    let t: Target = form.query()?;
     state
         .db
         .write(move |tx| checked_attempt(tx, t.attempt, &form).map(drop))
@@ -282,11 +292,8 @@ pub async fn record(
     Ok(xml(twiml::hangup()))
 }
 
-pub async fn status(
-    State(state): State<Shared>,
-    Query(t): Query<Target>,
-    form: SignedForm,
-) -> Result<Response, ApiError> {
+pub async fn status(State(state): State<Shared>, form: SignedForm) -> Result<Response, ApiError> {
+    let t: Target = form.query()?;
     let s = state.clone();
     let (attempt_id, applied) = state
         .db
@@ -304,6 +311,11 @@ pub async fn status(
                 duration: int("CallDuration"),
                 answered_by: form.get("AnsweredBy"),
                 sip_code: None,
+                timestamp: form
+                    .get("Timestamp")
+                    .and_then(|t| chrono::DateTime::parse_from_rfc2822(t.trim()).ok())
+                    .map(|t| t.to_utc()),
+                token: form.token(),
             };
             let applied =
                 tx.apply_status(attempt.id, &campaign.rules, &form.to_json(), &ev, now)?;

@@ -247,7 +247,7 @@ async fn bodies_over_64_kib_are_413() {
 }
 
 #[tokio::test]
-async fn status_events_are_ordered_idempotent_and_all_kept() {
+async fn status_events_are_ordered_idempotent_and_kept_once() {
     let f = fixture();
     let path = format!("/twilio/status?attempt={}", f.attempt);
     for (status, seq) in [
@@ -276,7 +276,8 @@ async fn status_events_are_ordered_idempotent_and_all_kept() {
         .expect("attempt");
     assert_eq!(
         (status.as_str(), reason.as_str(), duration, events),
-        ("completed", "completed", 42, 6)
+        ("completed", "completed", 42, 4),
+        "the repeated deliveries of `completed` 3 and `ringing` 1 are stored once"
     );
     let (state, outcome): (String, String) = db
         .conn()
@@ -472,4 +473,401 @@ async fn health_and_metrics_answer() {
             && body.contains("dialer_ready_contacts{campaign=\"t\"} 1"),
         "{body}"
     );
+}
+
+/// A request with Twilio's retry header (the same token on every delivery of one request).
+fn with_token(mut req: Request<Body>, token: &str) -> Request<Body> {
+    req.headers_mut().insert(
+        "i-twilio-idempotency-token",
+        token.parse().expect("header value"),
+    );
+    req
+}
+
+/// The attempt's `(status, last_sequence, ended)`.
+fn progress(state: &Shared, attempt: i64) -> (String, i64, bool) {
+    reader(state)
+        .conn()
+        .query_row(
+            "SELECT status, last_sequence, ended_at IS NOT NULL FROM attempts WHERE id = ?1",
+            [attempt],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("attempt")
+}
+
+fn count(state: &Shared, sql: &str) -> i64 {
+    reader(state)
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .expect("count")
+}
+
+#[tokio::test]
+async fn gather_after_the_attempt_ended_is_kept_but_changes_nothing() {
+    let f = fixture();
+    let (code, _) = send(
+        &f.state,
+        signed(
+            &format!("/twilio/status?attempt={}", f.attempt),
+            &status_params("completed", "3"),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let attempt_and_contact = |state: &Shared| {
+        dump(state)
+            .lines()
+            .filter(|l| !l.starts_with("answers:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = attempt_and_contact(&f.state);
+    // the opt-out digit, and a matched speech answer with an outcome
+    let path = format!("/twilio/gather?attempt={}&step=ask", f.attempt);
+    for answer in [("Digits", "9"), ("SpeechResult", "yes")] {
+        let (code, body) = send(
+            &f.state,
+            signed(&path, &[("CallSid", SID), answer], Some(TOKEN)),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            body.contains("<Hangup/>") && !body.contains("<Say>"),
+            "a late answer is answered with a hangup: {body}"
+        );
+    }
+    assert_eq!(attempt_and_contact(&f.state), before);
+    assert!(!reader(&f.state).dnc_contains("+12125550101").expect("dnc"));
+    assert_eq!(
+        count(&f.state, "SELECT count(*) FROM answers WHERE late = 1"),
+        2,
+        "late answers are kept for audit"
+    );
+}
+
+#[tokio::test]
+async fn status_without_sequence_number_never_blocks_later_events() {
+    let f = fixture();
+    let path = format!("/twilio/status?attempt={}", f.attempt);
+    let event = |status: &'static str, seq: Option<&'static str>, at: &'static str| {
+        let mut p = vec![("CallSid", SID), ("CallStatus", status), ("Timestamp", at)];
+        if let Some(s) = seq {
+            p.push(("SequenceNumber", s));
+        }
+        p
+    };
+    let steps = [
+        (
+            event("initiated", Some("0"), "Mon, 23 Nov 2026 15:00:01 +0000"),
+            ("initiated", 0),
+        ),
+        (
+            event("ringing", None, "Mon, 23 Nov 2026 15:00:02 +0000"),
+            ("ringing", 0),
+        ),
+        (
+            event("in-progress", Some("2"), "Mon, 23 Nov 2026 15:00:05 +0000"),
+            ("in-progress", 2),
+        ),
+        // older by its Timestamp: ignored
+        (
+            event("ringing", None, "Mon, 23 Nov 2026 15:00:03 +0000"),
+            ("in-progress", 2),
+        ),
+        // the same second as the last event, but an earlier status: ignored
+        (
+            event("ringing", None, "Mon, 23 Nov 2026 15:00:05 +0000"),
+            ("in-progress", 2),
+        ),
+    ];
+    for (params, (status, seq)) in steps {
+        let (code, _) = send(&f.state, signed(&path, &params, Some(TOKEN))).await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+        assert_eq!(
+            progress(&f.state, f.attempt),
+            (status.to_owned(), seq, false),
+            "after {params:?}"
+        );
+    }
+    let (code, _) = send(
+        &f.state,
+        signed(
+            &path,
+            &event("completed", Some("3"), "Mon, 23 Nov 2026 15:00:09 +0000"),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(
+        progress(&f.state, f.attempt),
+        ("completed".to_owned(), 3, true)
+    );
+    assert_eq!(count(&f.state, "SELECT count(*) FROM call_events"), 6);
+}
+
+#[tokio::test]
+async fn final_status_without_sequence_number_ends_the_attempt_once() {
+    let f = fixture();
+    let path = format!("/twilio/status?attempt={}", f.attempt);
+    let completed = [
+        ("CallSid", SID),
+        ("CallStatus", "completed"),
+        ("CallDuration", "42"),
+    ];
+    for _ in 0..2 {
+        let (code, _) = send(&f.state, signed(&path, &completed, Some(TOKEN))).await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        progress(&f.state, f.attempt),
+        ("completed".to_owned(), -1, true)
+    );
+    assert!(
+        f.state
+            .metrics
+            .render(&[])
+            .contains("dialer_calls_ended_total{reason=\"completed\"} 1"),
+        "{}",
+        f.state.metrics.render(&[])
+    );
+}
+
+#[tokio::test]
+async fn unknown_call_status_is_logged_but_never_becomes_the_status() {
+    let f = fixture();
+    let path = format!("/twilio/status?attempt={}", f.attempt);
+    for (status, seq) in [("ringing", "1"), ("foo", "2"), ("FOO", "3")] {
+        let (code, _) = send(
+            &f.state,
+            signed(&path, &status_params(status, seq), Some(TOKEN)),
+        )
+        .await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+    }
+    let unknown = [("CallSid", SID), ("CallStatus", "foo")];
+    send(&f.state, signed(&path, &unknown, Some(TOKEN))).await;
+    assert_eq!(
+        progress(&f.state, f.attempt),
+        ("ringing".to_owned(), 1, false)
+    );
+    assert_eq!(
+        count(
+            &f.state,
+            "SELECT count(*) FROM call_events WHERE lower(call_status) = 'foo'"
+        ),
+        3,
+        "unknown statuses are kept in the event log"
+    );
+    // a later known event still applies
+    send(
+        &f.state,
+        signed(&path, &status_params("in-progress", "4"), Some(TOKEN)),
+    )
+    .await;
+    assert_eq!(
+        progress(&f.state, f.attempt),
+        ("in-progress".to_owned(), 4, false)
+    );
+}
+
+#[tokio::test]
+async fn signature_is_checked_before_the_query_is_parsed() {
+    let f = fixture();
+    let before = dump(&f.state);
+    for route in ["voice", "gather", "record", "status"] {
+        for query in [
+            "?attempt=abc",
+            "?attempt=",
+            "",
+            "?attempt=1&step=%ZZ&attempt=x",
+        ] {
+            let path = format!("/twilio/{route}{query}");
+            let params = status_params("completed", "3");
+            assert_eq!(
+                send(&f.state, signed(&path, &params, None)).await.0,
+                StatusCode::FORBIDDEN,
+                "unsigned {path}"
+            );
+            assert_eq!(
+                send(&f.state, signed(&path, &params, Some("wrong-token")))
+                    .await
+                    .0,
+                StatusCode::FORBIDDEN,
+                "forged {path}"
+            );
+            let (code, _) = send(&f.state, signed(&path, &params, Some(TOKEN))).await;
+            assert!(
+                code == StatusCode::BAD_REQUEST || code == StatusCode::NOT_FOUND,
+                "signed {path}: {code}"
+            );
+        }
+    }
+    assert_eq!(dump(&f.state), before);
+}
+
+#[tokio::test]
+async fn repeated_status_delivery_is_stored_once() {
+    let f = fixture();
+    let path = format!("/twilio/status?attempt={}", f.attempt);
+    let ringing = status_params("ringing", "1");
+    for _ in 0..2 {
+        let req = with_token(signed(&path, &ringing, Some(TOKEN)), "tok-ringing");
+        assert_eq!(send(&f.state, req).await.0, StatusCode::NO_CONTENT);
+    }
+    // a retry without the header, matched by CallSid + SequenceNumber
+    assert_eq!(
+        send(&f.state, signed(&path, &ringing, Some(TOKEN))).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(count(&f.state, "SELECT count(*) FROM call_events"), 1);
+    // the same token on an event without SequenceNumber
+    let unsequenced = [("CallSid", SID), ("CallStatus", "in-progress")];
+    for _ in 0..2 {
+        let req = with_token(signed(&path, &unsequenced, Some(TOKEN)), "tok-answered");
+        assert_eq!(send(&f.state, req).await.0, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(count(&f.state, "SELECT count(*) FROM call_events"), 2);
+    let completed = status_params("completed", "3");
+    let req = with_token(signed(&path, &completed, Some(TOKEN)), "tok-completed");
+    assert_eq!(send(&f.state, req).await.0, StatusCode::NO_CONTENT);
+    let after = dump(&f.state);
+    let req = with_token(signed(&path, &completed, Some(TOKEN)), "tok-completed");
+    assert_eq!(send(&f.state, req).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(dump(&f.state), after, "a replay changes nothing");
+    assert_eq!(
+        count(
+            &f.state,
+            "SELECT count(*) FROM call_events WHERE idempotency_token IS NOT NULL"
+        ),
+        3
+    );
+}
+
+#[tokio::test]
+async fn repeated_gather_delivery_is_stored_once_and_answered_alike() {
+    let f = fixture();
+    let path = format!("/twilio/gather?attempt={}&step=ask", f.attempt);
+    let unmatched = [("CallSid", SID), ("Digits", "5")];
+    let mut first = Vec::new();
+    for i in 1..=3 {
+        let token = format!("tok-{i}");
+        let (code, body) = send(
+            &f.state,
+            with_token(signed(&path, &unmatched, Some(TOKEN)), &token),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        let after = dump(&f.state);
+        // Twilio's retry of the same request: the same answer, nothing stored again
+        let (code, again) = send(
+            &f.state,
+            with_token(signed(&path, &unmatched, Some(TOKEN)), &token),
+        )
+        .await;
+        assert_eq!(
+            (code, &again),
+            (StatusCode::OK, &body),
+            "replay of strike {i}"
+        );
+        assert_eq!(
+            dump(&f.state),
+            after,
+            "replay of strike {i} changes nothing"
+        );
+        first.push(body);
+    }
+    assert!(first[1].contains("<Gather") && !first[2].contains("<Gather"));
+    // an early delivery retried after later ones is still answered as it was the first time
+    let (_, late_replay) = send(
+        &f.state,
+        with_token(signed(&path, &unmatched, Some(TOKEN)), "tok-1"),
+    )
+    .await;
+    assert_eq!(late_replay, first[0]);
+    assert_eq!(count(&f.state, "SELECT count(*) FROM answers"), 3);
+    // an opt-out retried after the call ended is still the same answer, stored once
+    let opt_out = [("CallSid", SID), ("Digits", "9")];
+    let (_, body) = send(
+        &f.state,
+        with_token(signed(&path, &opt_out, Some(TOKEN)), "tok-9"),
+    )
+    .await;
+    send(
+        &f.state,
+        signed(
+            &format!("/twilio/status?attempt={}", f.attempt),
+            &status_params("completed", "3"),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    let after = dump(&f.state);
+    let (_, again) = send(
+        &f.state,
+        with_token(signed(&path, &opt_out, Some(TOKEN)), "tok-9"),
+    )
+    .await;
+    assert_eq!(again, body);
+    assert_eq!(dump(&f.state), after);
+}
+
+#[tokio::test]
+async fn repeated_voice_delivery_changes_nothing_and_gets_the_same_twiml() {
+    let f = fixture();
+    let path = format!("/twilio/voice?attempt={}", f.attempt);
+    let params = [
+        ("CallSid", SID),
+        ("CallStatus", "in-progress"),
+        ("AnsweredBy", "human"),
+    ];
+    let (code, body) = send(
+        &f.state,
+        with_token(signed(&path, &params, Some(TOKEN)), "tok-voice"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let after = dump(&f.state);
+    let (code, again) = send(
+        &f.state,
+        with_token(signed(&path, &params, Some(TOKEN)), "tok-voice"),
+    )
+    .await;
+    assert_eq!((code, again), (StatusCode::OK, body));
+    assert_eq!(dump(&f.state), after);
+}
+
+#[tokio::test]
+async fn forged_voice_and_gather_change_nothing() {
+    let f = fixture();
+    let before = dump(&f.state);
+    let gather = format!("/twilio/gather?attempt={}&step=ask", f.attempt);
+    let voice = format!("/twilio/voice?attempt={}", f.attempt);
+    for (path, params) in [
+        (&gather, vec![("CallSid", SID), ("Digits", "9")]),
+        (
+            &voice,
+            vec![("CallSid", SID), ("AnsweredBy", "machine_start")],
+        ),
+    ] {
+        for token in [None, Some("wrong-token")] {
+            let req = with_token(signed(path, &params, token), "tok-forged");
+            assert_eq!(send(&f.state, req).await.0, StatusCode::FORBIDDEN);
+        }
+    }
+    assert_eq!(dump(&f.state), before);
+    // the genuine delivery of that token is not shadowed by the forged ones
+    let (code, body) = send(
+        &f.state,
+        with_token(
+            signed(&gather, &[("CallSid", SID), ("Digits", "9")], Some(TOKEN)),
+            "tok-forged",
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("<Say>Bye</Say>"), "{body}");
+    assert!(reader(&f.state).dnc_contains("+12125550101").expect("dnc"));
 }

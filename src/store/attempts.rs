@@ -35,8 +35,12 @@ pub enum StatusApplied {
     Progress,
     /// The final event: the attempt ended with this reason and the contact moved on.
     Final(Reason),
-    /// A duplicate or older event (kept for audit, changed nothing), or the attempt had ended.
+    /// An older event or an unknown CallStatus (kept for audit, changed nothing), or the attempt
+    /// had ended.
     Ignored,
+    /// A repeated delivery (same `I-Twilio-Idempotency-Token`, or same CallSid + SequenceNumber):
+    /// not stored again, changed nothing.
+    Repeated,
 }
 
 /// A gather answer to store.
@@ -47,6 +51,10 @@ pub struct Answer<'a> {
     pub speech: Option<&'a str>,
     pub confidence: Option<f64>,
     pub matched: bool,
+    /// The step the answer led to (`None`: hang up), so a repeated delivery is answered alike.
+    pub next_step: Option<&'a str>,
+    /// `I-Twilio-Idempotency-Token` of the request.
+    pub token: Option<&'a str>,
 }
 
 const ATTEMPT_SELECT: &str =
@@ -79,6 +87,47 @@ pub fn is_final_status(status: &str) -> bool {
         status,
         "completed" | "busy" | "no-answer" | "failed" | "canceled"
     )
+}
+
+/// How far a call has progressed by a non-final CallStatus; `None` for a value Twilio does not
+/// send (it is kept in the event log but never becomes the attempt's status). `dialing` is the
+/// attempt's own status before the create answered.
+fn progress_rank(status: &str) -> Option<u8> {
+    Some(match status {
+        "dialing" => 0,
+        "queued" => 1,
+        "initiated" => 2,
+        "ringing" => 3,
+        "in-progress" => 4,
+        _ => return None,
+    })
+}
+
+/// Where a call's status stands: the SequenceNumber and Timestamp (unix seconds) of the events
+/// behind it, and its progress rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    sequence: Option<i64>,
+    at: Option<i64>,
+    rank: u8,
+}
+
+/// Whether a progress event `ev` is newer than the attempt's position `last` (the highest
+/// SequenceNumber applied, the Timestamp of the last event applied, the current status). Ordered
+/// by SequenceNumber where both have one, by Timestamp where both have one (the same second: by
+/// progress rank); an event with neither only moves the status forward. A missing value never
+/// blocks a later event.
+fn is_newer(last: Position, ev: Position) -> bool {
+    let by_sequence = match (ev.sequence, last.sequence) {
+        (Some(e), Some(l)) => e > l,
+        _ => true,
+    };
+    let by_time = match (ev.at, last.at) {
+        (Some(e), Some(l)) => e > l || (e == l && ev.rank > last.rank),
+        _ => true,
+    };
+    let unordered = ev.sequence.is_none() && ev.at.is_none();
+    by_sequence && by_time && (!unordered || ev.rank > last.rank)
 }
 
 /// The attempt's reason from its final status and AnsweredBy (SPEC §5.2).
@@ -174,9 +223,10 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Applies a status callback: keeps the raw event, moves the attempt forward only if the event
-    /// is newer (`SequenceNumber`), and on a final status ends the attempt and applies the retry
-    /// policy to the contact — all in one transaction.
+    /// Applies a status callback: keeps the raw event (once: a repeated delivery stores nothing
+    /// and changes nothing), moves the attempt forward only if the event is newer ([`is_newer`])
+    /// and its CallStatus known, and on a final status ends the attempt (once) and applies the
+    /// retry policy to the contact — all in one transaction.
     pub fn apply_status(
         &self,
         attempt_id: i64,
@@ -186,13 +236,34 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<StatusApplied> {
         let tx = &self.conn;
-        tx.prepare_cached(
-            "INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![attempt_id, ev.call_sid, ev.sequence, ev.status, secs(now), params_json])?;
-        let seq = ev.sequence.unwrap_or(i64::MAX - 1);
-        let applied = if is_final_status(ev.status) {
+        let at = ev.timestamp.map(secs);
+        let stored = tx
+            .prepare_cached(
+                "INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params, idempotency_token)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![attempt_id, ev.call_sid, ev.sequence, ev.status, secs(now), params_json, ev.token])?;
+        if stored == 0 {
+            return Ok(StatusApplied::Repeated);
+        }
+        let Some((last_sequence, last_at, status)) = tx
+            .prepare_cached(
+                "SELECT last_sequence, last_event_at, status FROM attempts WHERE id = ?1 AND ended_at IS NULL",
+            )?
+            .query_row([attempt_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
+            })
+            .optional()?
+        else {
+            return Ok(StatusApplied::Ignored);
+        };
+        // never from a missing value: the highest SequenceNumber, the latest Timestamp
+        let sequence = ev.sequence.map_or(last_sequence, |s| s.max(last_sequence));
+        let event_at = match (at, last_at) {
+            (Some(e), Some(l)) => Some(e.max(l)),
+            (e, l) => e.or(l),
+        };
+        if is_final_status(ev.status) {
             let answered_by: Option<String> = tx
                 .query_row(
                     "SELECT coalesce(?2, answered_by) FROM attempts WHERE id = ?1",
@@ -205,32 +276,47 @@ impl Tx<'_> {
             let n = tx
                 .prepare_cached(
                     "UPDATE attempts SET status = ?2, reason = ?3, answered_by = ?4, duration_seconds = ?5,
-                            ended_at = ?6, last_sequence = ?7, error_code = coalesce(?8, error_code),
+                            ended_at = ?6, last_sequence = ?7, last_event_at = ?9,
+                            error_code = coalesce(?8, error_code),
                             answered_at = CASE WHEN ?5 > 0 THEN coalesce(answered_at, ?6 - ?5) ELSE answered_at END
                      WHERE id = ?1 AND ended_at IS NULL",
                 )?
-                .execute(params![attempt_id, ev.status, reason.as_str(), answered_by, ev.duration, secs(now), seq, ev.sip_code])?;
-            if n == 1 {
-                finish_contact(tx, attempt_id, rules, reason, now)?;
-                StatusApplied::Final(reason)
-            } else {
-                StatusApplied::Ignored
+                .execute(params![attempt_id, ev.status, reason.as_str(), answered_by, ev.duration, secs(now), sequence, ev.sip_code, event_at])?;
+            if n != 1 {
+                return Ok(StatusApplied::Ignored);
             }
-        } else {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE attempts SET status = ?2, last_sequence = ?3,
-                            answered_at = CASE WHEN ?2 = 'in-progress' THEN coalesce(answered_at, ?4) ELSE answered_at END
-                     WHERE id = ?1 AND ended_at IS NULL AND last_sequence < ?3",
-                )?
-                .execute(params![attempt_id, ev.status, seq, secs(now)])?;
-            if n == 1 {
-                StatusApplied::Progress
-            } else {
-                StatusApplied::Ignored
-            }
+            finish_contact(tx, attempt_id, rules, reason, now)?;
+            return Ok(StatusApplied::Final(reason));
+        }
+        let Some(rank) = progress_rank(ev.status) else {
+            return Ok(StatusApplied::Ignored);
         };
-        Ok(applied)
+        let last = Position {
+            sequence: (last_sequence >= 0).then_some(last_sequence),
+            at: last_at,
+            // an unknown stored status (written before 0003) ranks as not yet dialed
+            rank: progress_rank(&status).unwrap_or(0),
+        };
+        let event = Position {
+            sequence: ev.sequence,
+            at,
+            rank,
+        };
+        if !is_newer(last, event) {
+            return Ok(StatusApplied::Ignored);
+        }
+        let n = tx
+            .prepare_cached(
+                "UPDATE attempts SET status = ?2, last_sequence = ?3, last_event_at = ?4,
+                        answered_at = CASE WHEN ?2 = 'in-progress' THEN coalesce(answered_at, ?5) ELSE answered_at END
+                 WHERE id = ?1 AND ended_at IS NULL AND last_sequence = ?6 AND status = ?7",
+            )?
+            .execute(params![attempt_id, ev.status, sequence, event_at, secs(now), last_sequence, status])?;
+        Ok(if n == 1 {
+            StatusApplied::Progress
+        } else {
+            StatusApplied::Ignored
+        })
     }
 
     /// Ends an attempt without a callback (a refused create, a reconciled or interrupted dial) and
@@ -257,21 +343,37 @@ impl Tx<'_> {
         Ok(Some(reason))
     }
 
-    /// Stores a gather answer (and, when matched, it becomes the attempt's last answer).
-    pub fn record_answer(&self, attempt_id: i64, a: &Answer<'_>, now: DateTime<Utc>) -> Result<()> {
+    /// Stores a gather answer; while the attempt is open it becomes the attempt's last answer.
+    /// One that arrives after the attempt ended is kept (`late`) and changes nothing else. `false`
+    /// for a repeated delivery (its token is stored already): nothing stored.
+    pub fn record_answer(
+        &self,
+        attempt_id: i64,
+        a: &Answer<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let stored = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO answers (attempt_id, step, digits, speech, confidence, matched, received_at,
+                                      next_step, idempotency_token, late)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ended_at IS NOT NULL FROM attempts WHERE id = ?1
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![attempt_id, a.step, a.digits, a.speech, a.confidence, a.matched, secs(now), a.next_step, a.token])?;
+        if stored == 0 {
+            return Ok(false);
+        }
         self.conn
             .prepare_cached(
-                "INSERT INTO answers (attempt_id, step, digits, speech, confidence, matched, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "UPDATE attempts SET digits = ?2, speech = ?3 WHERE id = ?1 AND ended_at IS NULL",
             )?
-            .execute(params![attempt_id, a.step, a.digits, a.speech, a.confidence, a.matched, secs(now)])?;
-        self.conn
-            .prepare_cached("UPDATE attempts SET digits = ?2, speech = ?3 WHERE id = ?1")?
             .execute(params![attempt_id, a.digits, a.speech])?;
-        Ok(())
+        Ok(true)
     }
 
     /// A matched option's effects: outcome, retry_after, and opt-out (DNC at once, contact closed).
+    /// Only while the attempt is open: an answer after it ended changes nothing.
     pub fn apply_option(
         &self,
         attempt_id: i64,
@@ -281,13 +383,13 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let tx = &self.conn;
-        tx.execute(
+        let open = tx.execute(
             "UPDATE attempts SET outcome = coalesce(?2, outcome), retry_after = coalesce(?3, retry_after),
                     opted_out = max(opted_out, ?4)
-             WHERE id = ?1",
+             WHERE id = ?1 AND ended_at IS NULL",
             params![attempt_id, outcome, retry_after.map(|d| d.as_secs() as i64), opt_out],
         )?;
-        if opt_out {
+        if open == 1 && opt_out {
             tx.execute(
                 "INSERT INTO dnc (phone, source, added_at) SELECT phone, 'opt-out', ?2 FROM attempts WHERE id = ?1
                  ON CONFLICT (phone) DO NOTHING",
@@ -329,6 +431,18 @@ impl Store {
             .conn
             .prepare_cached("SELECT 1 FROM attempts WHERE call_sid = ?1")?
             .exists([sid])?)
+    }
+
+    /// The gather delivery stored with this `I-Twilio-Idempotency-Token` for the attempt, if any:
+    /// the step it led to (`None`: hang up).
+    pub fn answered_step(&self, attempt_id: i64, token: &str) -> Result<Option<Option<String>>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT next_step FROM answers WHERE attempt_id = ?1 AND idempotency_token = ?2",
+            )?
+            .query_row(params![attempt_id, token], |r| r.get(0))
+            .optional()?)
     }
 
     /// Unmatched answers so far for one step of one attempt (the 3-strikes rule).
@@ -391,6 +505,10 @@ pub struct StatusEvent<'a> {
     pub duration: Option<i64>,
     pub answered_by: Option<&'a str>,
     pub sip_code: Option<i64>,
+    /// Twilio's `Timestamp` (orders events without a SequenceNumber).
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `I-Twilio-Idempotency-Token` of the request.
+    pub token: Option<&'a str>,
 }
 
 /// How an attempt ended when no callback says so.
@@ -459,4 +577,155 @@ fn finish_contact(
         params![contact_id, state, next, reason.as_str(), outcome, secs(now)],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite_migration::Migrations;
+
+    use super::*;
+
+    fn at(sequence: Option<i64>, at: Option<i64>, status: &str) -> Position {
+        Position {
+            sequence,
+            at,
+            rank: progress_rank(status).expect("known status"),
+        }
+    }
+
+    #[test]
+    fn progress_events_are_ordered_by_sequence_else_timestamp() {
+        let cases = [
+            // (last applied, event, newer)
+            (
+                at(Some(1), None, "ringing"),
+                at(Some(2), None, "in-progress"),
+                true,
+            ),
+            (
+                at(Some(2), None, "in-progress"),
+                at(Some(1), None, "ringing"),
+                false,
+            ),
+            (
+                at(Some(1), None, "ringing"),
+                at(Some(1), None, "ringing"),
+                false,
+            ),
+            // a missing SequenceNumber neither blocks nor is blocked by one
+            (
+                at(None, Some(10), "ringing"),
+                at(Some(2), Some(12), "in-progress"),
+                true,
+            ),
+            (
+                at(Some(0), Some(10), "initiated"),
+                at(None, Some(11), "ringing"),
+                true,
+            ),
+            (
+                at(Some(2), Some(12), "in-progress"),
+                at(None, Some(11), "ringing"),
+                false,
+            ),
+            (
+                at(Some(2), Some(12), "in-progress"),
+                at(Some(1), Some(13), "ringing"),
+                false,
+            ),
+            // the same second: the later status wins
+            (
+                at(Some(0), Some(10), "initiated"),
+                at(None, Some(10), "ringing"),
+                true,
+            ),
+            (
+                at(None, Some(10), "in-progress"),
+                at(Some(1), Some(10), "ringing"),
+                false,
+            ),
+            // nothing to order by: only forward
+            (at(None, None, "dialing"), at(None, None, "ringing"), true),
+            (
+                at(Some(3), Some(10), "in-progress"),
+                at(None, None, "ringing"),
+                false,
+            ),
+            (
+                at(Some(3), Some(10), "ringing"),
+                at(None, None, "in-progress"),
+                true,
+            ),
+        ];
+        for (last, ev, newer) in cases {
+            assert_eq!(is_newer(last, ev), newer, "{ev:?} after {last:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_call_status_has_no_rank() {
+        for s in ["foo", "Ringing", "answered", "", "completed"] {
+            assert_eq!(progress_rank(s), None, "{s}");
+        }
+    }
+
+    /// A database written before 0003: duplicated events and an attempt stuck by an event
+    /// without SequenceNumber. It loads; the duplicates are kept but marked; the attempt moves.
+    #[test]
+    fn a_v2_database_with_repeated_events_and_a_stuck_attempt_migrates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).expect("open");
+            Migrations::from_slice(&super::super::MIGRATIONS[..2])
+                .to_latest(&mut conn)
+                .expect("v2");
+            conn.execute_batch(
+                "INSERT INTO campaigns VALUES (1, 't', '{}', 0, 0, 0);
+                 INSERT INTO contacts (id, campaign_id, phone, created_at, updated_at)
+                     VALUES (1, 1, '+12125550101', 0, 0);
+                 INSERT INTO attempts (id, contact_id, campaign_id, attempt_no, phone, call_sid,
+                         status, started_at, last_sequence)
+                     VALUES (1, 1, 1, 1, '+12125550101', 'CA1', 'ringing', 0, 9223372036854775806);
+                 INSERT INTO call_events (attempt_id, call_sid, sequence_number, call_status, received_at, params)
+                     VALUES (1, 'CA1', 0, 'initiated', 0, '{}'), (1, 'CA1', 0, 'initiated', 0, '{}'),
+                            (1, 'CA1', NULL, 'ringing', 0, '{}');",
+            )
+            .expect("v2 rows");
+        }
+        let store = Store::open(&path).expect("migrates");
+        let (events, repeated): (i64, i64) = store
+            .conn()
+            .query_row("SELECT count(*), sum(repeated) FROM call_events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("events");
+        assert_eq!((events, repeated), (3, 1));
+        let attempt = store.require_attempt(1).expect("attempt");
+        assert_eq!(attempt.last_sequence, 0);
+        let ev = StatusEvent {
+            call_sid: "CA1",
+            status: "in-progress",
+            sequence: Some(2),
+            ..StatusEvent::default()
+        };
+        let rules = CampaignRules::default();
+        let applied = store
+            .tx()
+            .apply_status(1, &rules, "{}", &ev, instant(5))
+            .expect("apply");
+        assert_eq!(applied, StatusApplied::Progress);
+        // a repeat of a legacy event is recognised too
+        let initiated = StatusEvent {
+            call_sid: "CA1",
+            status: "initiated",
+            sequence: Some(0),
+            ..StatusEvent::default()
+        };
+        let applied = store
+            .tx()
+            .apply_status(1, &rules, "{}", &initiated, instant(6))
+            .expect("apply");
+        assert_eq!(applied, StatusApplied::Repeated);
+    }
 }

@@ -34,6 +34,7 @@ pub use writer::Writer;
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_initial.sql")),
     M::up(include_str!("../../migrations/0002_changes.sql")),
+    M::up(include_str!("../../migrations/0003_callbacks.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
