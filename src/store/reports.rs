@@ -140,7 +140,7 @@ const CONTACT_EXPORT: &str = "SELECT c.id, coalesce(c.ext_id, c.phone), c.name, 
 
 const CONTACT_ANSWERS: &str = "SELECT a.contact_id, an.step, an.digits, an.speech
     FROM answers an JOIN attempts a ON a.id = an.attempt_id
-    WHERE a.campaign_id = ?1
+    WHERE a.campaign_id = ?1 AND an.late = 0
     ORDER BY a.contact_id, an.received_at, an.id";
 
 /// The SQL of the export of every attempt (no parameters), for comparing against `sqlite3 -csv`.
