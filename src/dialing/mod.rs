@@ -197,7 +197,7 @@ impl Dialer {
                     let cap = self.unknown_retry.backoff_cap(retry);
                     tokio::time::sleep(cap / 2 + self.unknown_retry.backoff(retry) / 2).await;
                     match self.lookup(&attempt).await? {
-                        Lookup::Found(call) => return self.created(&attempt, call).await,
+                        Lookup::Found(call) => return self.created(&attempt, *call).await,
                         Lookup::Settled => {
                             return Ok(Placed::Created {
                                 attempt: attempt.id,
@@ -208,6 +208,16 @@ impl Dialer {
                             return Ok(Placed::Interrupted {
                                 attempt: attempt.id,
                             });
+                        }
+                        Lookup::NotCreated if self.shared.carrier.circuit_open() => {
+                            // the carrier confirmed no call and is failing: undo the claim,
+                            // the contact stays due for when the breaker closes
+                            tracing::warn!(
+                                attempt = attempt.id,
+                                "no call was created and the carrier circuit is open; the contact stays due and no attempt is counted"
+                            );
+                            self.unclaim(&attempt).await?;
+                            return Ok(Placed::RateLimited);
                         }
                         Lookup::NotCreated if retry < self.unknown_retry.max_retries => {
                             retry += 1;
@@ -248,7 +258,7 @@ impl Dialer {
                 .read(move |db| db.call_sid_bound(&sid))
                 .await?
             {
-                return Ok(Lookup::Found(call));
+                return Ok(Lookup::Found(Box::new(call)));
             }
         }
         Ok(Lookup::NotCreated)
@@ -380,7 +390,7 @@ impl Dialer {
 /// What looking up the call of an attempt found.
 enum Lookup {
     /// The carrier has this call, bound to no other attempt.
-    Found(Call),
+    Found(Box<Call>),
     /// A callback already bound the attempt's call (or ended it).
     Settled,
     /// The carrier answered: no such call.

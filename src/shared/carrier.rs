@@ -10,8 +10,9 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +84,10 @@ impl CarrierHealth {
     /// Whether a placement may go to the carrier now; a half-open breaker lets exactly one
     /// through.
     pub fn permit(&self) -> Permit {
+        self.permit_at(Instant::now())
+    }
+
+    fn permit_at(&self, now: Instant) -> Permit {
         let mut s = self.state();
         if let Some(reason) = &s.account_down {
             return Permit::AccountDown(reason.clone());
@@ -90,7 +95,6 @@ impl CarrierHealth {
         match s.open_until {
             None => Permit::Go { probe: false },
             Some(until) => {
-                let now = Instant::now();
                 if now < until {
                     Permit::CircuitOpen(until - now)
                 } else if s.probing {
@@ -146,6 +150,10 @@ impl CarrierHealth {
 
     /// A server error or a lost answer; `true` if it opened the breaker.
     pub fn server_error(&self) -> bool {
+        self.server_error_at(Instant::now())
+    }
+
+    fn server_error_at(&self, now: Instant) -> bool {
         let mut s = self.state();
         s.failures += 1;
         let reopen = s.probing || (s.open_until.is_none() && s.failures >= self.policy.threshold);
@@ -161,7 +169,7 @@ impl CarrierHealth {
             .min(self.policy.max_backoff);
         s.opened = s.opened.saturating_add(1);
         s.probing = false;
-        s.open_until = Some(Instant::now() + backoff);
+        s.open_until = Some(now + backoff);
         let failures = s.failures;
         drop(s);
         tracing::warn!(
@@ -196,51 +204,52 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn opens_after_repeated_server_errors_and_resumes_through_one_probe() {
+    #[test]
+    fn opens_after_repeated_server_errors_and_resumes_through_one_probe() {
         let h = CarrierHealth::new(policy());
-        assert_eq!(h.permit(), Permit::Go { probe: false });
-        assert!(!h.server_error());
-        assert!(!h.server_error());
-        assert!(h.server_error(), "the third in a row opens it");
+        let mut t = Instant::now();
+        assert_eq!(h.permit_at(t), Permit::Go { probe: false });
+        assert!(!h.server_error_at(t));
+        assert!(!h.server_error_at(t));
+        assert!(h.server_error_at(t), "the third in a row opens it");
         assert!(h.circuit_open());
-        assert_eq!(h.permit(), Permit::CircuitOpen(Duration::from_secs(10)));
+        assert_eq!(h.permit_at(t), Permit::CircuitOpen(Duration::from_secs(10)));
 
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(h.permit(), Permit::Go { probe: true }, "half-open");
+        t += Duration::from_secs(10);
+        assert_eq!(h.permit_at(t), Permit::Go { probe: true }, "half-open");
         assert!(
-            matches!(h.permit(), Permit::CircuitOpen(_)),
+            matches!(h.permit_at(t), Permit::CircuitOpen(_)),
             "only one probe at a time"
         );
         // the probe fails: open again for twice as long
-        assert!(h.server_error());
-        assert_eq!(h.permit(), Permit::CircuitOpen(Duration::from_secs(20)));
-        tokio::time::advance(Duration::from_secs(20)).await;
-        assert_eq!(h.permit(), Permit::Go { probe: true });
-        assert!(h.server_error());
+        assert!(h.server_error_at(t));
+        assert_eq!(h.permit_at(t), Permit::CircuitOpen(Duration::from_secs(20)));
+        t += Duration::from_secs(20);
+        assert_eq!(h.permit_at(t), Permit::Go { probe: true });
+        assert!(h.server_error_at(t));
         assert_eq!(
-            h.permit(),
+            h.permit_at(t),
             Permit::CircuitOpen(Duration::from_secs(25)),
             "capped"
         );
-        tokio::time::advance(Duration::from_secs(25)).await;
-        assert_eq!(h.permit(), Permit::Go { probe: true });
+        t += Duration::from_secs(25);
+        assert_eq!(h.permit_at(t), Permit::Go { probe: true });
         // the probe succeeds: closed, and the count starts again
         h.success();
         assert!(!h.circuit_open());
-        assert_eq!(h.permit(), Permit::Go { probe: false });
-        assert!(!h.server_error());
-        assert!(!h.server_error());
-        assert!(h.server_error());
+        assert_eq!(h.permit_at(t), Permit::Go { probe: false });
+        assert!(!h.server_error_at(t));
+        assert!(!h.server_error_at(t));
+        assert!(h.server_error_at(t));
         assert_eq!(
-            h.permit(),
+            h.permit_at(t),
             Permit::CircuitOpen(Duration::from_secs(10)),
             "backoff starts over"
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_success_between_server_errors_keeps_it_closed() {
+    #[test]
+    fn a_success_between_server_errors_keeps_it_closed() {
         let h = CarrierHealth::new(policy());
         for _ in 0..5 {
             assert!(!h.server_error());
