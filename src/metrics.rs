@@ -10,6 +10,10 @@ pub struct Metrics {
     pub calls_placed: AtomicU64,
     pub dial_errors: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Creates answered 5xx or not at all: the call may exist (SPEC §10).
+    pub create_unknown: AtomicU64,
+    /// Times the carrier circuit breaker opened.
+    pub circuit_opened: AtomicU64,
     pub callbacks: AtomicU64,
     pub signatures_rejected: AtomicU64,
     finals: [AtomicU64; 6],
@@ -50,8 +54,20 @@ impl Metrics {
         counter(
             &mut out,
             "dialer_rate_limited_total",
-            "Calls create requests answered 429/503 after retries.",
+            "Calls create requests answered 429 after retries, or never sent.",
             &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "dialer_create_unknown_total",
+            "Calls create requests answered 5xx or not at all (looked up, then retried).",
+            &self.create_unknown,
+        );
+        counter(
+            &mut out,
+            "dialer_circuit_opened_total",
+            "Times placing paused after repeated carrier server errors.",
+            &self.circuit_opened,
         );
         counter(
             &mut out,

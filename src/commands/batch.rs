@@ -21,7 +21,7 @@ use crate::engine::{Offer, Placement, Session, interleave};
 use crate::schedule::PlanReason;
 use crate::store::{AttemptEnding, ProcessLock, StoreError};
 
-/// A contact placed back in the queue this many times (429/503 after the client's own retries)
+/// A contact placed back in the queue this many times (429 after the client's own retries)
 /// is left for the next run.
 const MAX_REQUEUES: u32 = 8;
 
@@ -84,7 +84,24 @@ pub async fn run(
     for (name, why) in idle {
         println!("{name}: nothing due now — {why}");
     }
-    Ok(())
+    match tally.stopped {
+        // SPEC §10: one clear error, exit 1; no attempt was counted for it
+        Some(Stop::AccountDown(message)) => Err(anyhow::anyhow!(message)),
+        Some(Stop::CircuitOpen) => Err(anyhow::anyhow!(
+            "placing stopped: the carrier answered repeated server errors (circuit breaker open); \
+             the contacts not placed stay due for the next run"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why a batch stopped placing before every due contact was offered.
+#[derive(Debug)]
+enum Stop {
+    /// The carrier account cannot be used (401/403, 20003/20005).
+    AccountDown(String),
+    /// The circuit breaker opened after repeated server errors.
+    CircuitOpen,
 }
 
 /// Offers every due contact, round robin between campaigns, until none is left (or `budget`
@@ -112,7 +129,7 @@ async fn place_due(
         let round = interleave(lists);
         let offered = !round.is_empty();
         for (l, row) in round {
-            if budget == 0 || held.contains_key(&l.id()) {
+            if budget == 0 || held.contains_key(&l.id()) || tally.stopped.is_some() {
                 continue;
             }
             taken.insert(row.id);
@@ -121,6 +138,8 @@ async fn place_due(
                 Offer::Held(wait) => {
                     held.insert(l.id(), wait);
                 }
+                Offer::AccountDown(message) => tally.stop(Stop::AccountDown(message)),
+                Offer::CircuitOpen(_) => tally.stop(Stop::CircuitOpen),
                 Offer::NotDue | Offer::Stopped => {}
             }
             while let Some(done) = tasks.try_join_next() {
@@ -130,10 +149,10 @@ async fn place_due(
                 b.set_position(tally.attempts.len() as u64);
             }
         }
-        if offered && budget > 0 {
+        if offered && budget > 0 && tally.stopped.is_none() {
             continue;
         }
-        if held.is_empty() || budget == 0 {
+        if held.is_empty() || budget == 0 || tally.stopped.is_some() {
             // nothing left to offer: collect what is still being placed (a rate-limited
             // contact goes back to the queue)
             let Some(done) = tasks.join_next().await else {
@@ -164,9 +183,15 @@ struct Tally {
     rate_limited: u32,
     interrupted: u32,
     requeues: HashMap<i64, u32>,
+    /// Placing stopped for the whole account (the first reason seen).
+    stopped: Option<Stop>,
 }
 
 impl Tally {
+    fn stop(&mut self, why: Stop) {
+        self.stopped.get_or_insert(why);
+    }
+
     /// Counts one finished placement; a rate-limited contact is offered again a few times. A
     /// store failure stops the batch.
     fn record(&mut self, done: Placement, taken: &mut HashSet<i64>) -> Result<(), StoreError> {
@@ -195,6 +220,7 @@ impl Tally {
                 self.attempts.push(attempt);
                 self.interrupted += 1;
             }
+            Placed::AccountDown { message } => self.stop(Stop::AccountDown(message)),
             Placed::Skipped => {}
         }
         Ok(())
@@ -246,7 +272,7 @@ impl Tally {
         }
         if self.rate_limited > 0 {
             out.push(format!(
-                "{} contact(s) not placed: the carrier kept answering 429/503; they stay due for the next run",
+                "{} contact(s) not placed: the carrier kept answering 429 (or could not be reached); they stay due for the next run",
                 self.rate_limited
             ));
         }

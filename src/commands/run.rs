@@ -49,7 +49,7 @@ fn daemon(ctx: &Context) -> Result<()> {
         let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
         let options = crate::daemon::Options {
             progress: ctx.progress(),
-            events: None,
+            ..crate::daemon::Options::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let summary = crate::daemon::run(&config, clock, shutdown, options).await;

@@ -30,6 +30,8 @@ const ROUND: usize = 16;
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How often CLI changes (pause, resume, imports, DNC) are looked for while idle.
 const POLL: Duration = Duration::from_millis(500);
+/// How often an account that cannot be used (bad credentials, suspended) is checked again.
+pub const ACCOUNT_RETRY: Duration = Duration::from_secs(60);
 /// How long a campaign held by its own concurrency cap waits before it is offered again (a
 /// freed slot wakes the loop sooner).
 const HELD_RETRY: Duration = Duration::from_millis(250);
@@ -41,6 +43,23 @@ pub struct Options {
     pub progress: bool,
     /// Where to report what the daemon does (tests wait on these instead of sleeping).
     pub events: Option<UnboundedSender<Event>>,
+    /// The loop's intervals (tests shorten them).
+    pub tuning: Tuning,
+}
+
+/// Intervals of the daemon loop that tests shorten.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// How often an unusable carrier account is checked again.
+    pub account_retry: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            account_retry: ACCOUNT_RETRY,
+        }
+    }
 }
 
 /// What the daemon reports on [`Options::events`].
@@ -54,6 +73,12 @@ pub enum Event {
     Placed { campaign: String, attempt: i64 },
     /// A round found nothing to offer; the loop sleeps until `until` (or a change).
     Idle { until: Option<DateTime<Utc>> },
+    /// The carrier account cannot be used: placing stopped (callbacks are still served).
+    AccountDown { reason: String },
+    /// The account was checked again; placing resumes if it is `usable`.
+    AccountChecked { usable: bool },
+    /// The circuit breaker is open: nothing is placed for this long.
+    CircuitOpen { wait: Duration },
 }
 
 /// What a daemon run did.
@@ -78,6 +103,7 @@ pub async fn run(
     shutdown: CancellationToken,
     options: Options,
 ) -> Result<Summary> {
+    let tuning = options.tuning.clone();
     let session = Session::start(config, clock).await?;
     let events = options.events;
     emit(
@@ -103,6 +129,10 @@ pub async fn run(
         last_reconcile: Instant::now(),
         summary: &mut summary,
         events,
+        account_retry: tuning.account_retry,
+        account_down_since: None,
+        last_account_check: None,
+        paused_until: None,
     };
     let looped = sched.run_loop(&shutdown).await;
     let drained = sched.drain().await;
@@ -145,6 +175,12 @@ struct Scheduler<'a> {
     last_reconcile: Instant,
     summary: &'a mut Summary,
     events: Option<UnboundedSender<Event>>,
+    account_retry: Duration,
+    /// Since when the carrier account has been unusable (placing stopped).
+    account_down_since: Option<Instant>,
+    last_account_check: Option<Instant>,
+    /// The circuit breaker holds every placement until then.
+    paused_until: Option<Instant>,
 }
 
 impl Scheduler<'_> {
@@ -159,6 +195,13 @@ impl Scheduler<'_> {
             self.reconcile_stale().await?;
             self.collect_finished()?;
             self.show_status(false).await?;
+
+            if self.carrier_blocked(shutdown).await? {
+                if shutdown.is_cancelled() {
+                    break 'outer;
+                }
+                continue;
+            }
 
             let now = self.session.now();
             self.held.retain(|_, until| *until > Instant::now());
@@ -217,6 +260,12 @@ impl Scheduler<'_> {
                     }
                     Offer::NotDue => {}
                     Offer::Stopped => break 'outer,
+                    // the loop's top waits for the account or the breaker
+                    Offer::AccountDown(_) => break,
+                    Offer::CircuitOpen(wait) => {
+                        self.paused_until = Some(Instant::now() + wait);
+                        break;
+                    }
                 }
                 self.collect_finished()?;
                 self.show_status(false).await?;
@@ -225,6 +274,59 @@ impl Scheduler<'_> {
             self.refresh().await?;
         }
         Ok(())
+    }
+
+    /// While the carrier account cannot be used (SPEC §10) or the circuit breaker is open,
+    /// places nothing: waits (for the next account check, the breaker's backoff, a finished
+    /// placement or shutdown) and returns `true`; callbacks are served meanwhile. The account
+    /// is checked again every `account_retry`.
+    async fn carrier_blocked(&mut self, shutdown: &CancellationToken) -> Result<bool> {
+        let carrier = self.session.shared().carrier.clone();
+        if let Some(reason) = carrier.account_error() {
+            let since = match self.account_down_since {
+                Some(since) => since,
+                None => {
+                    tracing::error!(reason = %reason, "placing stopped until the carrier account can be used; checking it every {}", humantime::format_duration(self.account_retry));
+                    emit(self.events.as_ref(), Event::AccountDown { reason });
+                    *self.account_down_since.insert(Instant::now())
+                }
+            };
+            let next = self.last_account_check.unwrap_or(since) + self.account_retry;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep_until(next.into()) => {
+                    self.last_account_check = Some(Instant::now());
+                    let usable = self.session.check_account().await;
+                    emit(self.events.as_ref(), Event::AccountChecked { usable });
+                    if usable {
+                        self.account_down_since = None;
+                        self.last_account_check = None;
+                    }
+                }
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.finished(done)?;
+                }
+            }
+            return Ok(true);
+        }
+        let Some(until) = self.paused_until.filter(|u| *u > Instant::now()) else {
+            self.paused_until = None;
+            return Ok(false);
+        };
+        emit(
+            self.events.as_ref(),
+            Event::CircuitOpen {
+                wait: until.saturating_duration_since(Instant::now()),
+            },
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep_until(until.into()) => self.paused_until = None,
+            Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                self.finished(done)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Waits for the placements under way (each stores its SID or settles its attempt).
@@ -261,7 +363,8 @@ impl Scheduler<'_> {
             }
             Placed::Interrupted { .. } => *self.summary.placed.entry(name).or_default() += 1,
             Placed::Refused { .. } => self.summary.refused += 1,
-            Placed::RateLimited | Placed::Skipped => {}
+            // the loop's top sees the account down and stops placing
+            Placed::AccountDown { .. } | Placed::RateLimited | Placed::Skipped => {}
         }
         Ok(())
     }

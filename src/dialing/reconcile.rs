@@ -35,6 +35,27 @@ fn parse_rfc2822(s: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// The calls to `phone` the carrier created since `since` (5 s of clock skew allowed), oldest
+/// first: `GET /Calls.json?To=…&StartTime>=…` (SPEC §5.5).
+pub(crate) async fn calls_since(
+    client: &Client,
+    phone: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<Call>, TwilioError> {
+    let filter = ListCalls {
+        to: Some(phone.to_owned()),
+        start_time_on_or_after: Some(since.date_naive()),
+    };
+    let calls = client.list_calls(&filter).await?;
+    let since = since - ChronoDuration::seconds(5);
+    let mut calls: Vec<Call> = calls
+        .into_iter()
+        .filter(|c| parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since))
+        .collect();
+    calls.sort_by_key(|c| parse_rfc2822(c.date_created.as_deref()));
+    Ok(calls)
+}
+
 /// Settles one attempt; `true` if it ended. A carrier that cannot answer now is not an error
 /// (the next round tries again); a store failure is.
 pub async fn reconcile_one(
@@ -50,23 +71,7 @@ pub async fn reconcile_one(
             Err(e) if e.status() == Some(404) => Ok(Vec::new()),
             Err(e) => Err(e),
         },
-        None => {
-            let filter = ListCalls {
-                to: Some(a.phone.clone()),
-                start_time_on_or_after: Some(a.started_at.date_naive()),
-            };
-            client.list_calls(&filter).await.map(|calls| {
-                let since = a.started_at - ChronoDuration::seconds(5);
-                let mut calls: Vec<Call> = calls
-                    .into_iter()
-                    .filter(|c| {
-                        parse_rfc2822(c.date_created.as_deref()).is_some_and(|t| t >= since)
-                    })
-                    .collect();
-                calls.sort_by_key(|c| parse_rfc2822(c.date_created.as_deref()));
-                calls
-            })
-        }
+        None => calls_since(client, &a.phone, a.started_at).await,
     };
     let call = match call {
         Ok(c) => c,

@@ -47,6 +47,11 @@ pub enum Offer {
     NotDue,
     /// Shutdown was requested while waiting for a slot or a rate permit.
     Stopped,
+    /// The carrier account cannot be used (SPEC §10): nothing is placed until it can.
+    AccountDown(String),
+    /// The circuit breaker is open after repeated carrier server errors: nothing is placed for
+    /// this wait.
+    CircuitOpen(Duration),
 }
 
 /// A running engine: the server is serving, the carrier is up, open attempts were reconciled.
@@ -180,6 +185,8 @@ impl Session {
             match self.dialer.gate(loaded.id(), &loaded.campaign) {
                 Gate::Go(slot) => break slot,
                 Gate::Held(wait) => return Ok(Offer::Held(wait)),
+                Gate::AccountDown(reason) => return Ok(Offer::AccountDown(reason)),
+                Gate::CircuitOpen(wait) => return Ok(Offer::CircuitOpen(wait)),
                 Gate::Full => tokio::select! {
                     _ = &mut freed => {}
                     _ = shutdown.cancelled() => return Ok(Offer::Stopped),
@@ -203,6 +210,28 @@ impl Session {
             }
         });
         Ok(Offer::Placing)
+    }
+
+    /// Asks the carrier whether the account can be used again (a cheap authenticated request);
+    /// `true` if it can, and placing resumes.
+    pub async fn check_account(&self) -> bool {
+        match self.dialer.client.check_account().await {
+            Ok(()) => {
+                self.shared.carrier.account_up();
+                true
+            }
+            Err(e) if e.account_unusable() => {
+                self.shared
+                    .carrier
+                    .account_down(crate::dialing::account_message(&e));
+                tracing::warn!(error = %e, "carrier account still unusable; placing stays stopped");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the carrier account now; placing stays stopped");
+                false
+            }
+        }
     }
 
     /// Reconciles attempts open longer than ring timeout + max duration + 60 s (lost

@@ -78,13 +78,37 @@ pub async fn serve(
         .await
 }
 
+/// `GET /health`. `200 {"status":"ok"}` when the database answers and the carrier can be used.
+/// When the carrier account cannot be used (bad credentials, suspended) or the circuit breaker
+/// is open, the process still serves callbacks and records results, so it answers **200**
+/// `{"status":"degraded","carrier":"<reason>"}`: a load balancer or orchestrator must keep
+/// routing Twilio's callbacks to it and must not restart it (a restart fixes neither), while
+/// monitoring alerts on `status != "ok"` or on the `dialer_carrier_up` gauge of `/metrics`.
+/// Only a database that does not answer gives 503 `{"status":"error"}`.
 async fn health(State(state): State<Shared>) -> Response {
     let ok = state.db.read(|store| store.ping()).await;
     let (code, body) = match ok {
-        Ok(()) => (StatusCode::OK, "{\"status\":\"ok\"}"),
+        Ok(()) => {
+            let carrier = match state.carrier.account_error() {
+                Some(reason) => Some(reason),
+                None if state.carrier.circuit_open() => Some(
+                    "placing paused: the carrier answered repeated server errors (circuit open)"
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let body = match carrier {
+                None => serde_json::json!({"status": "ok"}),
+                Some(reason) => serde_json::json!({"status": "degraded", "carrier": reason}),
+            };
+            (StatusCode::OK, body.to_string())
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"error\"}")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"status\":\"error\"}".to_owned(),
+            )
         }
     };
     (code, [("content-type", "application/json")], body).into_response()
@@ -93,6 +117,20 @@ async fn health(State(state): State<Shared>) -> Response {
 async fn metrics(State(state): State<Shared>) -> Response {
     let now = state.clock.now();
     let in_flight = state.in_flight.clone();
+    let carrier = [
+        (
+            "dialer_carrier_up",
+            "1 while the carrier account can be used; 0 after 401/403 (20003/20005) until it answers again.",
+            String::new(),
+            i64::from(state.carrier.account_error().is_none()),
+        ),
+        (
+            "dialer_carrier_circuit_open",
+            "1 while placing is paused by the circuit breaker over carrier server errors.",
+            String::new(),
+            i64::from(state.carrier.circuit_open()),
+        ),
+    ];
     let gauges = state
         .db
         .read(move |db| {
@@ -122,7 +160,8 @@ async fn metrics(State(state): State<Shared>) -> Response {
         })
         .await;
     match gauges {
-        Ok(gauges) => {
+        Ok(mut gauges) => {
+            gauges.extend(carrier);
             let body = state.metrics.render(&gauges);
             ([("content-type", "text/plain; version=0.0.4")], body).into_response()
         }

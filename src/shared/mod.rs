@@ -1,8 +1,9 @@
 //! What the callback server and the placement code share while a session runs: the database,
-//! the public URL and signing key, the clock, the metrics, the calls in flight and a cache of
-//! parsed campaigns. A neutral module: `server/` and `dialing/` both depend on it, not on each
+//! the public URL and signing key, the clock, the metrics, the calls in flight, the carrier's
+//! health and a cache of parsed campaigns. A neutral module: `server/` and `dialing/` both depend on it, not on each
 //! other.
 
+mod carrier;
 mod in_flight;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::store::{Db, Store, StoreError};
 
+pub use carrier::{BreakerPolicy, CarrierHealth, Permit};
 pub use in_flight::{InFlight, Reservation};
 
 /// The state of a running session; cheap to clone.
@@ -31,6 +33,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<InFlight>,
+    /// Whether the carrier account can be used, and the circuit breaker over its server errors.
+    pub carrier: Arc<CarrierHealth>,
     campaigns: Arc<Mutex<HashMap<i64, Arc<Campaign>>>>,
 }
 
@@ -50,6 +54,7 @@ impl Shared {
             clock,
             metrics: Arc::default(),
             in_flight: Arc::default(),
+            carrier: Arc::default(),
             campaigns: Arc::default(),
         }
     }

@@ -39,6 +39,8 @@ pub struct ApiError {
     status: StatusCode,
     code: u32,
     message: String,
+    /// A call created before the error was answered (logged, never shown to the client).
+    created_sid: Option<String>,
 }
 
 impl ApiError {
@@ -47,6 +49,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            created_sid: None,
         }
     }
     pub fn bad(code: u32, message: impl Into<String>) -> ApiError {
@@ -98,6 +101,17 @@ pub fn authenticate(
     if user != config.account_sid || !token_ok || path_account != config.account_sid {
         return Err(denied());
     }
+    if state
+        .shared
+        .suspended
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            20005,
+            "Account not active",
+        ));
+    }
     Ok(())
 }
 
@@ -119,7 +133,7 @@ async fn create(
     let outcome = create_call(&state, &account, &headers, &params, received_at).await;
     let (status, sid, error_code) = match &outcome {
         Ok(record) => (StatusCode::CREATED, Some(record.sid.clone()), None),
-        Err(e) => (e.status, None, Some(e.code)),
+        Err(e) => (e.status, e.created_sid.clone(), Some(e.code)),
     };
     state.shared.requests().push(CreateRequestLog {
         received_at: received_at.to_rfc3339(),
@@ -152,7 +166,8 @@ async fn create_call(
         *count += 1;
         rng
     };
-    match behavior::draw_fault(config, &mut rng) {
+    let fault = behavior::draw_fault(config, &mut rng);
+    match fault {
         CreateFault::TooManyRequests => {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -168,7 +183,7 @@ async fn create_call(
             ));
         }
         CreateFault::Slow => tokio::time::sleep(Duration::from_millis(config.faults.slow_ms)).await,
-        CreateFault::None => {}
+        CreateFault::ServerErrorAfterCreate | CreateFault::None => {}
     }
     let plan_params = params::parse_create(params)?;
     let behavior = behavior::choose(config, &plan_params.to, &mut rng);
@@ -203,6 +218,15 @@ async fn create_call(
         hangup,
     };
     tokio::spawn(call::run(shared.clone(), plan));
+    if fault == CreateFault::ServerErrorAfterCreate {
+        let mut e = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            "Internal Server Error",
+        );
+        e.created_sid = Some(record.sid);
+        return Err(e);
+    }
     Ok(record)
 }
 

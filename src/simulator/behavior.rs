@@ -31,6 +31,8 @@ pub enum CreateFault {
     Slow,
     TooManyRequests,
     ServerError,
+    /// The call is created, then the answer is a 500.
+    ServerErrorAfterCreate,
 }
 
 pub fn draw_fault(config: &SimConfig, rng: &mut StdRng) -> CreateFault {
@@ -42,6 +44,9 @@ pub fn draw_fault(config: &SimConfig, rng: &mut StdRng) -> CreateFault {
         CreateFault::ServerError
     } else if c < f.slow_rate {
         CreateFault::Slow
+    } else if f.rate_500_created > 0.0 && rng.random::<f64>() < f.rate_500_created {
+        // a fourth draw only when configured, so older seeds keep their outcomes
+        CreateFault::ServerErrorAfterCreate
     } else {
         CreateFault::None
     }

@@ -187,6 +187,13 @@ pub struct Faults {
     pub rate_429: f64,
     /// Creates answered 500 with code 20500 (no call is created).
     pub rate_500: f64,
+    /// Creates answered 500 with code 20500 *after* the call was created (it goes on, with its
+    /// callbacks): the carrier failed while answering, as a real one may.
+    pub rate_500_created: f64,
+    /// The account is suspended: every request, with the right credentials, is answered 401
+    /// with code 20005 ("Account not active"). Can be changed while running
+    /// ([`crate::simulator::SimState::set_account_suspended`]).
+    pub account_suspended: bool,
     /// Creates answered only after `slow_ms` real milliseconds.
     pub slow_rate: f64,
     pub slow_ms: u64,
@@ -199,6 +206,8 @@ impl Default for Faults {
         Faults {
             rate_429: 0.0,
             rate_500: 0.0,
+            rate_500_created: 0.0,
+            account_suspended: false,
             slow_rate: 0.0,
             slow_ms: 2000,
             drop_callback_rate: 0.0,
@@ -305,6 +314,7 @@ impl SimConfig {
         let fractions = [
             ("rate_429", f.rate_429),
             ("rate_500", f.rate_500),
+            ("rate_500_created", f.rate_500_created),
             ("slow_rate", f.slow_rate),
             ("drop_callback_rate", f.drop_callback_rate),
         ];

@@ -41,7 +41,7 @@ pub struct CreateRequestLog {
     pub params: Vec<(String, String)>,
     /// The HTTP status answered.
     pub status: u16,
-    /// The created Call SID, when a call was created.
+    /// The created Call SID, when a call was created (even if the answer was an error).
     pub sid: Option<String>,
     /// Twilio's error code, when the create was refused.
     pub error_code: Option<u32>,
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<CreateRequestLog>>,
     /// Cancelled when the simulator stops: call tasks end without further callbacks.
     stop: CancellationToken,
+    /// `faults.account_suspended`, changeable while running.
+    suspended: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -98,12 +100,13 @@ impl SimState {
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         let shared = Shared {
-            config,
             clock,
             http,
             book: Mutex::new(Book::default()),
             requests: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
+            suspended: std::sync::atomic::AtomicBool::new(config.faults.account_suspended),
+            config,
         };
         Ok(SimState {
             shared: Arc::new(shared),
@@ -132,6 +135,13 @@ impl SimState {
         book.index
             .get(sid)
             .map(|i| book.calls[*i].dropped_callbacks)
+    }
+
+    /// Suspends the account (every request answered 401, code 20005) or reactivates it.
+    pub fn set_account_suspended(&self, suspended: bool) {
+        self.shared
+            .suspended
+            .store(suspended, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Ends every call task (no further callbacks are sent).

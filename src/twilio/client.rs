@@ -242,14 +242,31 @@ impl Client {
         )
     }
 
-    /// `POST /Calls.json`. 429/503 and connection failures are retried per the policy; when the
-    /// retries run out that (retryable) error is returned and no call was created. A
-    /// [`Error::Timeout`] or [`Error::Transport`] leaves it unknown whether the call exists.
+    /// `POST /Calls.json`. Only errors that prove the request was never processed (429,
+    /// connection failures: [`Error::never_processed`]) are retried per the policy; when the
+    /// retries run out that error is returned and no call was created. A 5xx (503 included), a
+    /// [`Error::Timeout`] or a [`Error::Transport`] is returned at once: it is unknown whether
+    /// the call exists ([`Error::outcome_unknown`]), and only a lookup may tell.
     pub async fn create_call(&self, call: &CreateCall) -> Result<Call, Error> {
         let url = self.calls_url();
         let form = call.form();
-        let body = self.send(&url, || self.http.post(&url).form(&form)).await?;
+        let body = self
+            .send(&url, Error::never_processed, || {
+                self.http.post(&url).form(&form)
+            })
+            .await?;
         decode(&url, &body)
+    }
+
+    /// A cheap authenticated request (`GET /Calls.json?PageSize=1`, one page): `Ok` when the
+    /// account answers, the error otherwise ([`Error::account_unusable`] for bad credentials or
+    /// a suspended account).
+    pub async fn check_account(&self) -> Result<(), Error> {
+        let url = format!("{}?PageSize=1", self.calls_url());
+        let body = self
+            .send(&url, Error::is_retryable, || self.http.get(&url))
+            .await?;
+        decode::<CallPage>(&url, &body).map(|_| ())
     }
 
     /// `GET /Calls/{sid}.json`.
@@ -261,7 +278,9 @@ impl Client {
             "{}/2010-04-01/Accounts/{}/Calls/{sid}.json",
             self.api_base, self.account_sid
         );
-        let body = self.send(&url, || self.http.get(&url)).await?;
+        let body = self
+            .send(&url, Error::is_retryable, || self.http.get(&url))
+            .await?;
         decode(&url, &body)
     }
 
@@ -282,7 +301,9 @@ impl Client {
         let mut calls = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let body = self.send(&url, || self.http.get(&url)).await?;
+            let body = self
+                .send(&url, Error::is_retryable, || self.http.get(&url))
+                .await?;
             let page: CallPage = decode(&url, &body)?;
             calls.extend(page.calls);
             let Some(next) = page.next_page_uri.filter(|n| !n.is_empty()) else {
@@ -299,18 +320,19 @@ impl Client {
         }
     }
 
-    /// Sends the request built by `build` (again on each retry) and returns the body of a
-    /// success answer.
+    /// Sends the request built by `build` (again on each retry, for errors `resend` accepts)
+    /// and returns the body of a success answer.
     async fn send(
         &self,
         url: &str,
+        resend: fn(&Error) -> bool,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Error> {
         let policy = &self.opts.retry;
         let mut retry = 0;
         loop {
             match self.send_once(url, build()).await {
-                Err(err) if err.is_retryable() && retry < policy.max_retries => {
+                Err(err) if resend(&err) && retry < policy.max_retries => {
                     let wait = policy.backoff(retry);
                     tracing::warn!(url, error = %err, retry = retry + 1, wait = ?wait, "retrying twilio request");
                     tokio::time::sleep(wait).await;
@@ -614,7 +636,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn service_unavailable_is_retried() {
+    async fn service_unavailable_on_create_is_not_resent_but_is_on_fetch() {
+        // SPEC §10: after a 503 the call may exist; resending the create could dial twice
         let (base, fake) = fake_twilio(Duration::ZERO, |i, _| {
             if i == 0 {
                 (503, "upstream down".into())
@@ -624,8 +647,42 @@ mod tests {
         })
         .await;
         let client = Client::new(&base, SID, TOKEN, fast_opts(1)).expect("client");
-        assert_eq!(client.create_call(&create()).await.expect("ok").sid, "CA2");
+        let err = client.create_call(&create()).await.expect_err("503");
+        assert!(err.outcome_unknown(), "{err:?}");
+        assert_eq!(fake.requests.lock().expect("lock").len(), 1);
+
+        let (base, fake) = fake_twilio(Duration::ZERO, |i, _| {
+            if i == 0 {
+                (503, "upstream down".into())
+            } else {
+                (200, call_json("CA2", "queued"))
+            }
+        })
+        .await;
+        let client = Client::new(&base, SID, TOKEN, fast_opts(1)).expect("client");
+        assert_eq!(client.fetch_call("CA2").await.expect("ok").sid, "CA2");
         assert_eq!(fake.requests.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn check_account_asks_for_one_call_and_reports_bad_credentials() {
+        let (base, fake) = fake_twilio(Duration::ZERO, |_, _| {
+            (
+                401,
+                r#"{"code":20003,"message":"Authenticate","status":401}"#.into(),
+            )
+        })
+        .await;
+        let client = Client::new(&base, SID, TOKEN, fast_opts(3)).expect("client");
+        let err = client.check_account().await.expect_err("401");
+        assert!(err.account_unusable(), "{err:?}");
+        let reqs = fake.requests.lock().expect("lock").clone();
+        assert_eq!(reqs.len(), 1, "a 401 is not retried");
+        assert_eq!(reqs[0].method, "GET");
+        assert_eq!(
+            reqs[0].path,
+            format!("/2010-04-01/Accounts/{SID}/Calls.json?PageSize=1")
+        );
     }
 
     #[tokio::test]

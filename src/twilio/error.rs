@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 /// Twilio error code for "too many concurrent requests" (HTTP 429), always safe to retry.
 pub const TOO_MANY_REQUESTS: u32 = 20429;
+/// Twilio error code for bad credentials ("Permission Denied" / "Authenticate").
+pub const PERMISSION_DENIED: u32 = 20003;
+/// Twilio error code for a suspended or closed account ("Account not active").
+pub const ACCOUNT_NOT_ACTIVE: u32 = 20005;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,9 +63,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether sending the same request again is safe and may succeed: HTTP 429 (Twilio 20429),
-    /// HTTP 503, and connection failures (the request was never sent). A permanent 4xx such as
-    /// 21211 (invalid `To`), a timeout (the call may exist) or a decode failure is not.
+    /// Whether sending the same *idempotent* request (a GET) again is safe and may succeed: HTTP
+    /// 429 (Twilio 20429), HTTP 503, and connection failures. A permanent 4xx such as 21211
+    /// (invalid `To`), a timeout or a decode failure is not. A Calls create is resent only after
+    /// [`Error::never_processed`] errors: after a 503 the call may exist.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Api { status, code, .. } => {
@@ -71,6 +76,45 @@ impl Error {
             Error::Timeout { .. }
             | Error::Transport { .. }
             | Error::Decode { .. }
+            | Error::Unexpected { .. }
+            | Error::InvalidSid(_)
+            | Error::Config(_) => false,
+        }
+    }
+
+    /// Whether the request certainly never reached Twilio's processing, so sending it again can
+    /// never create a second call: HTTP 429 (Twilio 20429, "never processed and always safe to
+    /// retry") and connection failures. The only errors a Calls create is resent after.
+    pub fn never_processed(&self) -> bool {
+        match self {
+            Error::Api { status, code, .. } => *status == 429 || *code == Some(TOO_MANY_REQUESTS),
+            Error::Connect { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the account itself cannot be used (SPEC §10): HTTP 401/403, or Twilio 20003
+    /// (bad credentials) / 20005 (suspended account). No request of this account can succeed
+    /// until someone fixes the credentials or the account.
+    pub fn account_unusable(&self) -> bool {
+        match self {
+            Error::Api { status, code, .. } => {
+                matches!(*status, 401 | 403)
+                    || matches!(*code, Some(PERMISSION_DENIED | ACCOUNT_NOT_ACTIVE))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the request may have been processed although no usable answer came (SPEC §10):
+    /// a 5xx (503 included), a timeout or a transport failure after the request may have been
+    /// sent, or a success answer that cannot be read. A create with this error may have created
+    /// the call: it must be looked up before anything else.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Error::Api { status, .. } => *status >= 500 && !self.account_unusable(),
+            Error::Timeout { .. } | Error::Transport { .. } | Error::Decode { .. } => true,
+            Error::Connect { .. }
             | Error::Unexpected { .. }
             | Error::InvalidSid(_)
             | Error::Config(_) => false,
@@ -219,6 +263,42 @@ mod tests {
         );
         assert_eq!(err.code(), Some(21201));
         assert!(err.to_string().ends_with(": To is required"));
+    }
+
+    #[test]
+    fn bad_credentials_and_suspended_accounts_make_the_account_unusable() {
+        let e401 = Error::from_response(
+            401,
+            br#"{"code": 20003, "message": "Authenticate", "status": 401}"#,
+        );
+        assert!(e401.account_unusable());
+        assert!(!e401.is_retryable() && !e401.never_processed() && !e401.outcome_unknown());
+        assert!(Error::from_response(403, b"Forbidden").account_unusable());
+        let suspended = Error::from_response(
+            401,
+            br#"{"code": 20005, "message": "Account not active", "status": 401}"#,
+        );
+        assert!(suspended.account_unusable());
+        let invalid_to =
+            Error::from_response(400, br#"{"code": 21211, "message": "Invalid 'To'"}"#);
+        assert!(!invalid_to.account_unusable());
+    }
+
+    #[test]
+    fn server_errors_and_lost_answers_are_unknown_outcomes() {
+        for status in [500, 502, 503, 504] {
+            let e = Error::from_response(status, b"");
+            assert!(e.outcome_unknown(), "{status}");
+            assert!(!e.never_processed(), "{status}: a create may have happened");
+        }
+        let timeout = Error::Timeout {
+            url: "http://x".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(timeout.outcome_unknown());
+        let e429 = Error::from_response(429, br#"{"code": 20429, "message": "Too Many"}"#);
+        assert!(e429.never_processed() && !e429.outcome_unknown());
+        assert!(!Error::from_response(400, b"").outcome_unknown());
     }
 
     #[test]

@@ -1035,3 +1035,168 @@ fn reports_show_attempts_and_survey_answers_after_a_batch() {
     );
     assert_eq!(s["outcomes"]["high"].as_i64(), Some(1), "{summary}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// carrier faults (SPEC §10: carrier faults never burn attempts wrongly)
+
+#[test]
+fn wrong_auth_token_stops_the_batch_with_one_error_and_consumes_no_attempt() {
+    let dir = TestDir::new();
+    let sim = SimProcess::start(&dir, "seed = 21\ntime_scale = 0.01\n");
+    let numbers = ["+12125550141", "+12125550142", "+12125550143"];
+    let carrier = sim
+        .carrier_toml()
+        .replace("simulator-auth-token", "not-the-right-token");
+    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &carrier));
+    dir.write(
+        "c.json",
+        &campaign("creds", r#""message": "hello", "max_retries": 0"#),
+    );
+    dir.write("c.csv", &contacts(&numbers));
+
+    let out = dir.output(&["-q", "run", "batch", "--wait", "5s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one clear error line:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for part in ["twilio.auth_token", "error 20003", "no attempt was counted"] {
+        assert!(lines[0].contains(part), "lacks `{part}`: {stderr}");
+    }
+    assert!(!stderr.contains("not-the-right-token"), "secret echoed");
+
+    let conn = dir.db();
+    for n in numbers {
+        let (state, attempts, _) = contact(&conn, n);
+        assert_eq!((state.as_str(), attempts), ("open", 0), "{n}");
+    }
+    assert_eq!(count(&conn, "SELECT count(*) FROM attempts"), 0);
+    let log = sim.requests();
+    assert!(!log.is_empty(), "the carrier was asked");
+    assert!(
+        log.iter()
+            .all(|r| r["status"] == 401 && r["error_code"] == 20003),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn server_error_after_the_call_was_created_links_the_call() {
+    let dir = TestDir::new();
+    let numbers = ["+12125550151", "+12125550152", "+12125550153"];
+    // every create creates its call, then answers 500 (fewer than the breaker's threshold)
+    let sim = SimProcess::start(
+        &dir,
+        &format!(
+            "seed = 22\ntime_scale = 0.01\n\n[simulator.faults]\nrate_500_created = 1.0\n{}",
+            rules(&[("+1212555015*", "busy", &[])])
+        ),
+    );
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
+    dir.write(
+        "c.json",
+        &campaign(
+            "unknown",
+            r#""message": "hello", "max_retries": 1, "retry_delays": {"busy": "1h"}"#,
+        ),
+    );
+    dir.write("c.csv", &contacts(&numbers));
+
+    dir.batch(&[]);
+    let conn = dir.db();
+    let a = attempts(&conn);
+    assert_eq!(a.len(), 3, "{a:?}");
+    let log = sim.requests();
+    assert_eq!(
+        log.len(),
+        3,
+        "one create per contact, never resent: {log:?}"
+    );
+    let sid_of: HashMap<String, String> = log
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], 500);
+            (to_of(r), r["sid"].as_str().expect("created").to_owned())
+        })
+        .collect();
+    for (no, phone, sid, reason, _) in &a {
+        assert_eq!(*no, 1);
+        assert_eq!(
+            sid.as_deref(),
+            Some(sid_of[phone].as_str()),
+            "{phone}: linked to the call the carrier created"
+        );
+        assert_eq!(reason.as_deref(), Some("busy"), "{phone}: not `failed`");
+    }
+    for n in numbers {
+        assert_eq!(contact(&conn, n).1, 1, "{n} counts one attempt");
+    }
+}
+
+#[test]
+fn server_error_without_a_call_is_created_again_on_the_same_attempt() {
+    let dir = TestDir::new();
+    let numbers = [
+        "+12125550161",
+        "+12125550162",
+        "+12125550163",
+        "+12125550164",
+    ];
+    let sim = SimProcess::start(
+        &dir,
+        &format!(
+            "seed = 23\ntime_scale = 0.01\n\n[simulator.faults]\nrate_500 = 0.4\n{}",
+            rules(&[("+1212555016*", "busy", &[])])
+        ),
+    );
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
+    dir.write(
+        "c.json",
+        &campaign(
+            "retried",
+            r#""message": "hello", "max_retries": 1, "retry_delays": {"busy": "1h"}"#,
+        ),
+    );
+    dir.write("c.csv", &contacts(&numbers));
+
+    dir.batch(&[]);
+    let log = sim.requests();
+    assert!(
+        log.iter().any(|r| r["status"] == 500 && r["sid"].is_null()),
+        "the seed refuses some creates with 500 and no call: {log:?}"
+    );
+    let conn = dir.db();
+    let a = attempts(&conn);
+    assert_eq!(a.len(), 4, "one attempt row per contact: {a:?}");
+    let created = created_sids(&log);
+    assert_eq!(created.len(), 4, "one call per attempt row: {log:?}");
+    for (no, phone, sid, reason, _) in &a {
+        assert_eq!(*no, 1);
+        let sid = sid.as_deref().expect("every attempt has its call");
+        assert!(created.contains(&(sid.to_owned(), phone.clone())));
+        assert_eq!(reason.as_deref(), Some("busy"), "{phone}");
+    }
+    for n in numbers {
+        assert_eq!(contact(&conn, n).1, 1, "{n} counts one attempt");
+    }
+    // every create for a number carried the same attempt (the same callback URL)
+    let mut urls: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in &log {
+        let url = r["params"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .find(|p| p[0] == "Url")
+            .and_then(|p| p[1].as_str())
+            .expect("Url")
+            .to_owned();
+        urls.entry(to_of(r)).or_default().insert(url);
+    }
+    assert!(urls.values().all(|u| u.len() == 1), "{urls:?}");
+}

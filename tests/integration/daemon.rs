@@ -529,6 +529,7 @@ async fn daemon_runs_in_process_and_reports_what_it_does() {
     let options = Options {
         progress: false,
         events: Some(tx),
+        ..Options::default()
     };
     let stop = shutdown.clone();
     let daemon = tokio::spawn(async move {
@@ -549,7 +550,7 @@ async fn daemon_runs_in_process_and_reports_what_it_does() {
                 assert_eq!(campaign, "d");
                 placed.push(attempt);
             }
-            Event::Loaded { .. } | Event::Idle { .. } => {}
+            _ => {}
         }
     }
     let url = listening.expect("Listening comes first");

@@ -74,6 +74,7 @@ fn start_daemon(dir: &Dir) -> InProcess {
     let options = Options {
         progress: false,
         events: Some(tx),
+        ..Options::default()
     };
     let task = tokio::spawn(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -5,6 +5,7 @@ mod harness;
 
 mod calls;
 mod campaign;
+mod carrier;
 mod cli;
 mod contacts;
 mod daemon;
