@@ -164,7 +164,7 @@ impl Dialer {
         let claimed = self
             .shared
             .db
-            .write(move |tx| tx.claim_attempt(id, expected, now))
+            .write_durable(move |tx| tx.claim_attempt(id, expected, now))
             .await?;
         let Some(attempt) = claimed else {
             return Ok(Placed::Skipped);

@@ -55,6 +55,18 @@ impl Db {
         self.writer.write(f).await
     }
 
+    /// [`Db::write`], synced to disk before the answer (a claim: SPEC §10 durable claim).
+    pub async fn write_durable<R, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    ) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.write_durable(f).await
+    }
+
     /// [`Db::write`] for synchronous callers.
     pub fn write_blocking<R, E>(
         &self,

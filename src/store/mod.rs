@@ -86,10 +86,9 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating with mode 0600 if missing) and migrates the database. The connection the
-    /// [`Writer`] owns; everything else reads through [`Store::open_reader`]. `synchronous =
-    /// FULL`: every commit (a claim above all) is synced to disk before the caller hears of it,
-    /// so a claim survives power loss, not only `kill -9` (SPEC §10); group commit pays one sync
-    /// for many writes.
+    /// [`Writer`] owns; everything else reads through [`Store::open_reader`]. It opens with
+    /// `synchronous = FULL` (migrations, one-off writes); the writer sets the level per batch:
+    /// FULL when the batch holds a durable job (a claim), NORMAL otherwise.
     pub fn open(path: &Path) -> Result<Store> {
         if !path.exists() {
             create_private(path).map_err(|source| StoreError::Create {
@@ -253,18 +252,5 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("pragma");
         assert_eq!(wal, "wal");
-    }
-
-    /// Issue: with `synchronous = NORMAL` a committed claim could vanish on power loss, and a
-    /// retry would then dial twice (SPEC §10 durable claim).
-    #[test]
-    fn the_writer_commits_with_synchronous_full() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("d.db")).expect("open");
-        let level: i64 = store
-            .conn()
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(level, 2, "FULL");
     }
 }

@@ -2,7 +2,12 @@
 //! send it jobs over a channel. The thread takes every job waiting, runs them in one transaction
 //! (`BEGIN IMMEDIATE`), each inside its own savepoint so a failing job undoes only itself,
 //! commits once, and only then answers each caller. Many callbacks arriving together therefore
-//! cost one commit (one WAL sync), and no caller hears "done" before its write is on disk.
+//! cost one commit, and no caller hears "done" before its write is committed.
+//!
+//! Durability: commits run with `synchronous = NORMAL` (in WAL mode a commit survives a crash of
+//! the process; a power loss may lose the last ones). A *durable* job — the claim of an attempt,
+//! which must never be lost once the call may be placed (SPEC §10) — makes its whole batch commit
+//! with `synchronous = FULL`: the WAL is synced before anyone in the batch is answered.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,13 @@ type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 /// A unit of work: runs inside the writer's transaction, says whether it succeeded (so its
 /// savepoint is kept or undone) and how to answer its caller after the commit. Given no
 /// transaction (none could be started), it does not run and only makes its reply.
-type Job = Box<dyn FnOnce(Option<&Tx<'_>>) -> (bool, Reply) + Send>;
+type Run = Box<dyn FnOnce(Option<&Tx<'_>>) -> (bool, Reply) + Send>;
+
+/// A job and whether its commit must reach the disk before it is answered.
+struct Job {
+    run: Run,
+    durable: bool,
+}
 
 /// A handle to the writer thread; cheap to clone. The thread ends when the last handle drops.
 #[derive(Clone)]
@@ -65,8 +76,33 @@ impl Writer {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.write_with(false, f).await
+    }
+
+    /// [`Writer::write`], and the commit is synced to disk before the answer (`synchronous =
+    /// FULL` for its batch): for writes that must survive a power loss, such as a claim.
+    pub async fn write_durable<R, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    ) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_with(true, f).await
+    }
+
+    async fn write_with<R, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
+    ) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, move |r| {
+        self.submit(durable, f, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.map_err(|_| E::from(StoreError::WriterGone))?
@@ -82,7 +118,7 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(f, move |r| {
+        self.submit(false, f, move |r| {
             let _ = tx.send(r);
         })?;
         rx.recv().map_err(|_| E::from(StoreError::WriterGone))?
@@ -90,6 +126,7 @@ impl Writer {
 
     fn submit<R, E>(
         &self,
+        durable: bool,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
         answer: impl FnOnce(std::result::Result<R, E>) + Send + 'static,
     ) -> std::result::Result<(), E>
@@ -98,7 +135,7 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         let failed = |e: &str| E::from(StoreError::Commit(e.to_owned()));
-        let job: Job = Box::new(move |tx| match tx.map(f) {
+        let run: Run = Box::new(move |tx| match tx.map(f) {
             None => (
                 false,
                 Box::new(move |r: std::result::Result<(), &str>| {
@@ -117,7 +154,7 @@ impl Writer {
             Some(Err(e)) => (false, Box::new(move |_| answer(Err(e)))),
         });
         self.jobs
-            .send(job)
+            .send(Job { run, durable })
             .map_err(|_| E::from(StoreError::WriterGone))
     }
 }
@@ -137,11 +174,20 @@ fn run(store: &Store, jobs: &Receiver<Job>) {
 }
 
 fn commit_batch(store: &Store, batch: Vec<Job>) {
+    let durable = batch.iter().any(|j| j.durable);
+    let level = if durable {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = NORMAL"
+    };
+    if let Err(e) = store.conn.execute_batch(level) {
+        tracing::error!(error = %e, "cannot set the sync level");
+    }
     if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
         let message = e.to_string();
         tracing::error!(error = %message, "cannot start a write transaction");
         for job in batch {
-            let (_, reply) = job(None);
+            let (_, reply) = (job.run)(None);
             reply(Err(&message));
         }
         return;
@@ -152,7 +198,7 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         if let Err(e) = store.conn.execute_batch("SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
         }
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&tx)))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(Some(&tx)))) {
             Ok((true, reply)) => {
                 let _ = store.conn.execute_batch("RELEASE job");
                 replies.push(reply);
@@ -247,4 +293,20 @@ mod tests {
     }
 
     use super::super::instant;
+
+    fn sync_level(tx: &Tx<'_>) -> Result<i64> {
+        Ok(tx.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+    }
+
+    /// Issue: with `synchronous = NORMAL` a committed claim could vanish on power loss, and a
+    /// retry would then dial twice (SPEC §10 durable claim). A durable job's batch commits FULL.
+    #[tokio::test]
+    async fn a_durable_write_commits_with_synchronous_full_and_others_normal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = Writer::start(&dir.path().join("w.db")).expect("writer");
+        let durable = writer.write_durable(|tx| sync_level(tx)).await;
+        assert_eq!(durable.expect("durable"), 2, "FULL");
+        let plain = writer.write(|tx| sync_level(tx)).await;
+        assert_eq!(plain.expect("plain"), 1, "NORMAL");
+    }
 }
