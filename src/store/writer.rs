@@ -304,9 +304,9 @@ mod tests {
     async fn a_durable_write_commits_with_synchronous_full_and_others_normal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let writer = Writer::start(&dir.path().join("w.db")).expect("writer");
-        let durable = writer.write_durable(|tx| sync_level(tx)).await;
+        let durable = writer.write_durable(sync_level).await;
         assert_eq!(durable.expect("durable"), 2, "FULL");
-        let plain = writer.write(|tx| sync_level(tx)).await;
+        let plain = writer.write(sync_level).await;
         assert_eq!(plain.expect("plain"), 1, "NORMAL");
     }
 }
