@@ -170,4 +170,6 @@ async fn metrics(State(state): State<Shared>) -> Response {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;

@@ -15,8 +15,8 @@ use crate::shared::Shared;
 use crate::store::{Db, NewContact, Store};
 use crate::twilio::signature;
 
-const TOKEN: &str = "test-token";
-const SID: &str = "CA0123456789abcdef0123456789abcdef";
+pub(super) const TOKEN: &str = "test-token";
+pub(super) const SID: &str = "CA0123456789abcdef0123456789abcdef";
 
 const CAMPAIGN: &str = r#"{
   "name": "t", "calling_hours_start": "00:00", "calling_hours_end": "24:00",
@@ -41,19 +41,19 @@ const CAMPAIGN: &str = r#"{
   }
 }"#;
 
-fn now() -> DateTime<Utc> {
+pub(super) fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-23T15:00:00Z")
         .expect("instant")
         .with_timezone(&Utc)
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    state: Shared,
-    attempt: i64,
+    pub(super) state: Shared,
+    pub(super) attempt: i64,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::open(&dir.path().join("t.db")).expect("store");
     let attempt = db
@@ -89,11 +89,15 @@ fn fixture() -> Fixture {
 }
 
 /// A read connection to the fixture's database (raw SQL: test only).
-fn reader(state: &Shared) -> Store {
+pub(super) fn reader(state: &Shared) -> Store {
     Store::open_reader(state.db.path()).expect("reader")
 }
 
-fn signed(path_and_query: &str, params: &[(&str, &str)], token: Option<&str>) -> Request<Body> {
+pub(super) fn signed(
+    path_and_query: &str,
+    params: &[(&str, &str)],
+    token: Option<&str>,
+) -> Request<Body> {
     let pairs: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -114,14 +118,14 @@ fn signed(path_and_query: &str, params: &[(&str, &str)], token: Option<&str>) ->
     req.body(Body::from(body)).expect("request")
 }
 
-async fn send(state: &Shared, req: Request<Body>) -> (StatusCode, String) {
+pub(super) async fn send(state: &Shared, req: Request<Body>) -> (StatusCode, String) {
     let res = router(state.clone()).oneshot(req).await.expect("response");
     let status = res.status();
     let body = res.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn dump(state: &Shared) -> String {
+pub(super) fn dump(state: &Shared) -> String {
     let db = reader(state);
     let mut out = String::new();
     for table in ["attempts", "contacts", "call_events", "answers", "dnc"] {
@@ -145,7 +149,7 @@ fn dump(state: &Shared) -> String {
     out
 }
 
-fn status_params<'a>(status: &'a str, seq: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(super) fn status_params<'a>(status: &'a str, seq: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("CallSid", SID),
         ("CallStatus", status),
@@ -496,7 +500,7 @@ fn progress(state: &Shared, attempt: i64) -> (String, i64, bool) {
         .expect("attempt")
 }
 
-fn count(state: &Shared, sql: &str) -> i64 {
+pub(super) fn count(state: &Shared, sql: &str) -> i64 {
     reader(state)
         .conn()
         .query_row(sql, [], |r| r.get(0))

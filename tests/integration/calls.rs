@@ -1200,3 +1200,68 @@ fn server_error_without_a_call_is_created_again_on_the_same_attempt() {
     }
     assert!(urls.values().all(|u| u.len() == 1), "{urls:?}");
 }
+
+/// SPEC §10 "secrets and files": the auth token never appears in any output — trace logs of a
+/// whole run, `campaign show`, reports, exports, errors — and the database, its WAL and exports
+/// are readable by their owner only.
+#[cfg(unix)]
+#[test]
+fn the_auth_token_never_appears_in_any_output_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    const TOKEN: &str = "sekrit-token-4f9a2c";
+    let dir = TestDir::new();
+    let sim = SimProcess::start(
+        &dir,
+        &format!("seed = 41\ntime_scale = 0.01\nauth_token = \"{TOKEN}\"\n"),
+    );
+    let carrier = sim.carrier_toml().replace("simulator-auth-token", TOKEN);
+    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &carrier));
+    dir.write("c.json", &campaign("secret", r#""message": "hello""#));
+    dir.write("c.csv", &contacts(&["+12125550101", "+12125550102"]));
+
+    let mut seen = String::new();
+    let run = |args: &[&str], seen: &mut String| {
+        let out = dir.output(args);
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let batch = run(&["-vv", "run", "batch", "--wait", "20s"], &mut seen);
+    assert!(batch.status.success(), "{seen}");
+    assert!(
+        seen.contains("placed 2 call(s)"),
+        "the run happened: {seen}"
+    );
+    // while the database is open its WAL exists; after the run it may be gone
+    for f in ["dialer.db", "dialer.db-wal", "dialer.db-shm"] {
+        if let Ok(meta) = std::fs::metadata(dir.file(f)) {
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{f} is private");
+        }
+    }
+    run(&["-vv", "campaign", "show", "secret"], &mut seen);
+    run(&["-vv", "report", "summary"], &mut seen);
+    run(&["-vv", "plan"], &mut seen);
+    let export = run(
+        &["report", "export", "csv", "--out", "attempts.csv"],
+        &mut seen,
+    );
+    assert!(export.status.success(), "{seen}");
+    let mode = std::fs::metadata(dir.file("attempts.csv"))
+        .expect("export written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the export is private");
+    seen.push_str(&std::fs::read_to_string(dir.file("attempts.csv")).expect("export"));
+    // an error about the config (an unknown key next to the token) names the key, not the token
+    dir.write(
+        "dialer.toml",
+        &config(
+            "127.0.0.1:0",
+            50.0,
+            &format!("{carrier}\nauth_tokn = \"{TOKEN}\"\n"),
+        ),
+    );
+    let bad = run(&["-vv", "campaign", "list"], &mut seen);
+    assert!(!bad.status.success());
+    assert!(!seen.contains(TOKEN), "the token leaked:\n{seen}");
+}
