@@ -82,7 +82,21 @@ fn emit(
     export: impl FnOnce(&mut dyn Write) -> Result<u64, ReportError>,
 ) -> Result<u64, ReportError> {
     match out {
-        Some(path) => report::write_atomically(path, |f| export(f)),
+        Some(path) => report::write_atomically(path, |f| export(f)).map_err(|e| match e {
+            // name the file the export was going to
+            ReportError::Io(cause) => ReportError::Output {
+                path: path.to_owned(),
+                cause,
+            },
+            ReportError::Csv(c) if c.is_io_error() => match c.into_kind() {
+                csv::ErrorKind::Io(cause) => ReportError::Output {
+                    path: path.to_owned(),
+                    cause,
+                },
+                _ => unreachable_io(),
+            },
+            other => other,
+        }),
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
@@ -93,6 +107,11 @@ fn emit(
             }
         }
     }
+}
+
+/// `is_io_error` said it was an I/O error.
+fn unreachable_io() -> ReportError {
+    ReportError::Io(std::io::Error::other("csv I/O error"))
 }
 
 fn is_broken_pipe(e: &ReportError) -> bool {

@@ -29,9 +29,11 @@ pub const PROGRESS_EVERY: u64 = 8192;
 pub enum ReportError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot write the export: {0}")]
+    /// The cause is the `source()` (printed after the message by an error chain), not repeated
+    /// in the message.
+    #[error("cannot write the export")]
     Csv(#[from] csv::Error),
-    #[error("cannot write the export: {0}")]
+    #[error("cannot write the export")]
     Io(#[from] std::io::Error),
     /// The I/O error is part of the message, not a `source()`: `{:#}` of an error chain would
     /// print it twice.

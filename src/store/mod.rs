@@ -54,7 +54,7 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite_migration::Error,
     },
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Sql(#[from] rusqlite::Error),
     #[error("campaign `{0}` does not exist (see `dialer campaign list`)")]
     NoCampaign(String),
@@ -71,6 +71,30 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An SQLite error in one sentence: the faults an operator can fix are named with their fix;
+/// anything else is SQLite's own message.
+pub fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => {
+            "the disk holding the database is full: free some space and run it again".into()
+        }
+        Some(ErrorCode::ReadOnly) => {
+            "the database is read-only: check the file's permissions and that its file system is mounted read-write".into()
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "the database stayed locked by another process for 5 s: try again".into()
+        }
+        Some(ErrorCode::CannotOpen) => {
+            "the database file cannot be opened: check that its folder exists and is writable".into()
+        }
+        _ => match e {
+            rusqlite::Error::SqliteFailure(f, Some(m)) if m.contains(&f.to_string()) => m.clone(),
+            other => other.to_string(),
+        },
+    }
+}
 
 /// One open connection to the database: the read queries.
 pub struct Store {
@@ -227,6 +251,32 @@ pub fn instant(secs: i64) -> chrono::DateTime<chrono::Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_faults_read_as_one_sentence_with_the_fix() {
+        let failure = |code, message: &str| {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some(message.to_owned()),
+            ))
+            .to_string()
+        };
+        assert_eq!(
+            failure(rusqlite::ffi::SQLITE_FULL, "database or disk is full"),
+            "database error: the disk holding the database is full: free some space and run it again"
+        );
+        assert!(
+            failure(
+                rusqlite::ffi::SQLITE_READONLY,
+                "attempt to write a readonly database"
+            )
+            .contains("read-only: check the file's permissions")
+        );
+        assert_eq!(
+            failure(rusqlite::ffi::SQLITE_ERROR, "no such table: x"),
+            "database error: no such table: x"
+        );
+    }
 
     #[test]
     fn migrations_are_valid() {

@@ -184,8 +184,8 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         tracing::error!(error = %e, "cannot set the sync level");
     }
     if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
-        let message = e.to_string();
-        tracing::error!(error = %message, "cannot start a write transaction");
+        let message = super::describe(&e);
+        tracing::debug!(error = %message, "cannot start a write transaction");
         for job in batch {
             let (_, reply) = (job.run)(None);
             reply(Err(&message));
@@ -221,8 +221,8 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
-            tracing::error!(error = %message, "commit failed; the batch was rolled back");
+            let message = super::describe(&e);
+            tracing::debug!(error = %message, "commit failed; the batch was rolled back");
             let _ = store.conn.execute_batch("ROLLBACK");
             for reply in replies {
                 reply(Err(&message));

@@ -9,6 +9,7 @@ mod carrier;
 mod cli;
 mod contacts;
 mod daemon;
+mod disk;
 mod dnc;
 mod export;
 mod generator;
