@@ -3,6 +3,9 @@
 //! times the same SQL through `sqlite3 -csv` when that binary is installed.
 //!
 //! `cargo run --release --example bench_export [N]`
+//!
+//! The last line, `RESULT export_s=… sqlite3_s=… rows=… hwm_kb=…`, is for `bench/run`
+//! (`sqlite3_s=none` without the sqlite3 binary).
 
 use std::path::Path;
 use std::process::Command;
@@ -38,20 +41,27 @@ fn main() -> anyhow::Result<()> {
     );
     drop(store);
 
-    match sqlite3(&db, &dir.path().join("sqlite3.csv"))? {
+    let baseline = sqlite3(&db, &dir.path().join("sqlite3.csv"))?;
+    match baseline {
         Some((bytes, took)) => println!(
             "sqlite3 -csv:   {bytes} bytes in {took:.3?}  (ratio {:.2}x)",
             ours.as_secs_f64() / took.as_secs_f64()
         ),
         None => println!("sqlite3 -csv:   not installed, no baseline"),
     }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let hwm = status.lines().find(|l| l.starts_with("VmHWM"));
-        println!(
-            "peak RSS (fill + export): {}",
-            hwm.unwrap_or("unknown").trim()
-        );
-    }
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM"))?.to_owned();
+            line.split_whitespace().nth(1).map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("peak RSS (fill + export): {hwm} kB");
+    println!(
+        "RESULT export_s={:.3} sqlite3_s={} rows={rows} hwm_kb={hwm}",
+        ours.as_secs_f64(),
+        baseline.map_or("none".into(), |(_, t)| format!("{:.3}", t.as_secs_f64()))
+    );
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! `wake_at`, beside the bare indexed SELECT of the same 1,000 rows, in the same run.
 //!
 //! `cargo run --release --example bench_tick [N]`
+//!
+//! The last line, `RESULT fill_s=… bare_ms=… tick_ms=… wake_ms=… hwm_kb=…`, is for `bench/run`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let (id, _) = db.write_blocking(move |tx| tx.upsert_campaign("tick", campaign, false, now))?;
     // bench data and the baseline query go straight to SQLite (a second connection)
     let raw = rusqlite::Connection::open(&path)?;
-    let started = Instant::now();
+    let fill_started = Instant::now();
     // contacts 1..=DUE are due now; the rest wait for a retry an hour later, spread over zones
     raw.execute_batch(&format!(
         "BEGIN;
@@ -46,10 +48,8 @@ fn main() -> anyhow::Result<()> {
         past = now.timestamp() - 60,
         future = now.timestamp() + 3600,
     ))?;
-    println!(
-        "filled {n} contacts ({DUE} due) in {:.2?}",
-        started.elapsed()
-    );
+    let fill = fill_started.elapsed();
+    println!("filled {n} contacts ({DUE} due) in {fill:.2?}");
 
     let store = Store::open_reader(&path)?;
     let row = store.require_campaign("tick")?;
@@ -81,10 +81,22 @@ fn main() -> anyhow::Result<()> {
     println!("bare indexed SELECT of {DUE} due ids: {bare:>10.3?} (median of {ROUNDS})");
     println!("tick: pick {DUE} due (+decide):     {tick:>10.3?} (median of {ROUNDS})");
     println!("wake_at (next wake-up):           {wake:>10.3?} (median of {ROUNDS})");
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let hwm = status.lines().find(|l| l.starts_with("VmHWM"));
-        println!("peak RSS: {}", hwm.unwrap_or("unknown").trim());
-    }
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM"))?.to_owned();
+            line.split_whitespace().nth(1).map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("peak RSS: {hwm} kB");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "RESULT fill_s={:.1} bare_ms={:.3} tick_ms={:.3} wake_ms={:.3} hwm_kb={hwm}",
+        fill.as_secs_f64(),
+        ms(bare),
+        ms(tick),
+        ms(wake)
+    );
     Ok(())
 }
 
