@@ -6,3 +6,8 @@ pub mod model;
 pub mod phone;
 pub mod script;
 pub mod template;
+
+#[cfg(test)]
+mod contacts_fuzz_tests;
+#[cfg(test)]
+mod fuzz_tests;
