@@ -466,3 +466,52 @@ proptest! {
         }
     }
 }
+
+/// Hand-picked inputs kept as seeds: each must be handled without a panic, and what is accepted
+/// must hold [`check_accepted`].
+#[test]
+fn seed_campaigns_schedules_and_durations() {
+    let docs = [
+        json!({"name": " "}),
+        json!({"name": "c", "calling_hours_start": "24:00", "calling_hours_end": "24:00"}),
+        json!({"name": "c", "retry_delays": {"busy": 1e300, "default": "584942417355y"}}),
+        json!({"name": "c", "retry_delays": {"busy": 525_600, "failed": "365days"}}),
+        json!({"name": "c", "start_at": "+262143-12-31T23:59:59Z", "schedule": "0 0 29 2 1"}),
+        json!({"name": "c", "excluded_days": ["mon", "tue", "wed", "thu", "fri", "sat", "SUN"]}),
+        json!({"name": "c", "script": {"start": "a", "steps": {"a": {"next": "a"}}}}),
+        json!({"name": "c", "script": {"start": "a", "steps": {"a": {"gather": {
+            "options": [{"digits": "1", "retry_after": -1}]}}}}}),
+    ];
+    for doc in &docs {
+        parse_value(doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    }
+    for text in [
+        "0 0 31 2 *",
+        "0 0 30 2 *",
+        "59 23 31 12 *",
+        "0 0 1 1 0#5",
+        "* * * * * *",
+    ] {
+        let schedule = schedule_of(text).unwrap_or_else(|| panic!("`{text}` is valid cron"));
+        for zone in ZONES {
+            for now in [
+                "1900-01-01T00:00:00Z",
+                "2026-03-08T07:00:00Z",
+                "2199-12-31T23:59:59Z",
+            ] {
+                let now = now.parse().expect("instant");
+                if let Some(t) = next_fire(&schedule, *zone, now, false) {
+                    assert!(t > now, "`{text}` in {zone} at {now}: {t}");
+                }
+            }
+        }
+    }
+    for (text, ok) in [
+        ("365days", true),
+        ("365days 1ns", false),
+        ("18446744073709551616s", false),
+    ] {
+        let got = bounds::parse_duration(text, bounds::MAX_RETRY_DELAY);
+        assert_eq!(got.is_ok(), ok, "`{text}`: {got:?}");
+    }
+}
