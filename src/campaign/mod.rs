@@ -11,3 +11,5 @@ pub mod template;
 mod contacts_fuzz_tests;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod schedule_fuzz_tests;
