@@ -647,3 +647,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "config_fuzz_tests.rs"]
+mod fuzz_tests;

@@ -1,7 +1,9 @@
 //! The contacts CSV (SPEC §4): header detection, and each row validated into a [`NewContact`]
 //! or a line-numbered rejection. Streams: one record in memory at a time.
 
+use std::collections::VecDeque;
 use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono_tz::Tz;
 
@@ -67,7 +69,9 @@ struct Columns {
 /// Reads contacts from CSV, one row at a time.
 pub struct ContactReader<R: Read> {
     file: String,
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineStarts<R>>,
+    /// Where the lines that hold something begin, as the parser reads them.
+    starts: Arc<Mutex<VecDeque<(u64, u64)>>>,
     parser: RowParser,
     record: csv::StringRecord,
     /// The raw bytes of the row being read; swapped with `record` so neither reallocates.
@@ -111,10 +115,11 @@ impl RawRow {
 
 impl<R: Read> ContactReader<R> {
     pub fn new(file: &str, input: R, region: Region) -> Result<Self, CsvError> {
+        let starts = Arc::default();
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
-            .from_reader(input);
+            .from_reader(LineStarts::new(input, Arc::clone(&starts)));
         let headers = reader.headers().map_err(|e| read_error(file, &e))?.clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].trim().is_empty()) {
             return Err(CsvError::Empty {
@@ -146,6 +151,7 @@ impl<R: Read> ContactReader<R> {
         Ok(Self {
             file: file.to_owned(),
             reader,
+            starts,
             parser: RowParser {
                 columns: Columns {
                     phone,
@@ -190,7 +196,7 @@ impl<R: Read> ContactReader<R> {
             if !more {
                 return Ok(None);
             }
-            self.line = self.bytes.position().map_or(0, |p| p.line());
+            self.line = self.record_line();
             // a row that is not UTF-8 is a bad row, not a bad file
             let record = match csv::StringRecord::from_byte_record(std::mem::take(&mut self.bytes))
             {
@@ -213,6 +219,21 @@ impl<R: Read> ContactReader<R> {
                 record,
             }));
         }
+    }
+
+    /// The line the record just read starts on. The parser's own count is the line where it
+    /// began looking for the record, before the blank lines it skips and the `\n` of a CRLF
+    /// (and it never counts a lone CR), so every row of a Windows file would be reported one
+    /// line early: the line is that of the first line with content at or after that byte.
+    fn record_line(&self) -> u64 {
+        let Some(position) = self.bytes.position() else {
+            return 0;
+        };
+        let mut starts = self.starts.lock().unwrap_or_else(PoisonError::into_inner);
+        while starts.front().is_some_and(|&(at, _)| at < position.byte()) {
+            starts.pop_front();
+        }
+        starts.front().map_or(position.line(), |&(_, line)| line)
     }
 
     /// The next row, parsed: `None` at the end, `Some(Err)` for a rejected row (the caller decides
@@ -260,6 +281,55 @@ impl RowParser {
             zones,
             fields: serde_json::Value::Object(fields).to_string(),
         })
+    }
+}
+
+/// The input, passed through while noting where each line with content starts (byte offset,
+/// line number); a line ends at `\n`, `\r\n` or a lone `\r`, as CSV records do. The reader
+/// drops the entries behind the record it reads, so they never outgrow its read-ahead buffer.
+struct LineStarts<R> {
+    inner: R,
+    starts: Arc<Mutex<VecDeque<(u64, u64)>>>,
+    offset: u64,
+    line: u64,
+    at_line_start: bool,
+    after_cr: bool,
+}
+
+impl<R> LineStarts<R> {
+    fn new(inner: R, starts: Arc<Mutex<VecDeque<(u64, u64)>>>) -> Self {
+        Self {
+            inner,
+            starts,
+            offset: 0,
+            line: 1,
+            at_line_start: true,
+            after_cr: false,
+        }
+    }
+}
+
+impl<R: Read> Read for LineStarts<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut starts = self.starts.lock().unwrap_or_else(PoisonError::into_inner);
+        for &b in &buf[..n] {
+            match b {
+                b'\n' if self.after_cr => {}
+                b'\n' | b'\r' => {
+                    self.line += 1;
+                    self.at_line_start = true;
+                }
+                _ if self.at_line_start => {
+                    starts.push_back((self.offset, self.line));
+                    self.at_line_start = false;
+                }
+                _ => {}
+            }
+            self.after_cr = b == b'\r';
+            self.offset += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -359,5 +429,33 @@ mod tests {
             err.to_string().starts_with("c.csv:1: no phone column"),
             "{err}"
         );
+    }
+
+    /// Found by `contacts_fuzz_tests`: with CRLF line ends every row was reported one line
+    /// early (`contacts.csv:1:` for the first row), and blank lines were not counted.
+    #[test]
+    fn regression_crlf_and_blank_lines_keep_line_numbers() {
+        for (csv, want) in [
+            ("phone\r\nbad\r\n+12125550101\r\nbad\r\n", vec![2, 3, 4]),
+            ("phone\n\n\nbad\n\r\n\nbad\n", vec![4, 7]),
+            ("phone\rbad\r\rbad", vec![2, 4]),
+            (
+                "phone,name\r\n\"+1212\r\n5550101\",x\r\nbad,y\r\n",
+                vec![2, 4],
+            ),
+        ] {
+            let mut r =
+                ContactReader::new("c.csv", csv.as_bytes(), Region::parse("US").expect("US"))
+                    .expect("header");
+            let mut lines = Vec::new();
+            while let Some(row) = r.next_row().expect("readable") {
+                let line = r.line();
+                if let Err(e) = row {
+                    assert_eq!(e.line, line, "{csv:?}");
+                }
+                lines.push(line);
+            }
+            assert_eq!(lines, want, "{csv:?}");
+        }
     }
 }

@@ -6,3 +6,10 @@ pub mod model;
 pub mod phone;
 pub mod script;
 pub mod template;
+
+#[cfg(test)]
+mod contacts_fuzz_tests;
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod schedule_fuzz_tests;

@@ -875,3 +875,5 @@ async fn forged_voice_and_gather_change_nothing() {
     assert!(body.contains("<Say>Bye</Say>"), "{body}");
     assert!(reader(&f.state).dnc_contains("+12125550101").expect("dnc"));
 }
+
+mod fuzz;
