@@ -11,6 +11,7 @@ mod contacts;
 mod daemon;
 mod dnc;
 mod export;
+mod faults;
 mod generator;
 mod limits;
 mod plan;
