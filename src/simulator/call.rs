@@ -91,11 +91,7 @@ pub async fn run(shared: Arc<Shared>, plan: CallPlan) {
 
 /// Sends the call's status callbacks in order, each once (plus one retry on a failed connect),
 /// except those the fault injection sends twice or holds back until after the next one.
-async fn deliver(
-    shared: Arc<Shared>,
-    p: CreateParams,
-    mut rx: mpsc::UnboundedReceiver<Delivery>,
-) {
+async fn deliver(shared: Arc<Shared>, p: CreateParams, mut rx: mpsc::UnboundedReceiver<Delivery>) {
     let Some(url) = p.status_callback else { return };
     let method = p.status_callback_method.clone();
     let send = |d: Delivery| {
@@ -103,7 +99,8 @@ async fn deliver(
         async move {
             let token = new_sid("");
             for _ in 0..if d.twice { 2 } else { 1 } {
-                if let Err(e) = play::send_with_token(&shared, &url, &method, &d.params, &token).await
+                if let Err(e) =
+                    play::send_with_token(&shared, &url, &method, &d.params, &token).await
                 {
                     tracing::debug!(url = %url, error = %e, "simulator: status callback not delivered");
                 }

@@ -58,7 +58,8 @@ pub struct CallRecord {
     pub dropped_callbacks: u32,
     /// Status callbacks sent twice because of `faults.duplicate_callback_rate`.
     pub duplicated_callbacks: u32,
-    /// Status callbacks delivered late because of `faults.reorder_callback_rate`.
+    /// Status callbacks drawn to be held back by `faults.reorder_callback_rate` (one drawn
+    /// while another is already held goes out at once, ahead of it).
     pub reordered_callbacks: u32,
     /// Whether the create's answer was delayed by `faults.slow_create_rate`.
     pub slow_answer: bool,

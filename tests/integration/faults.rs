@@ -211,7 +211,10 @@ pub(crate) fn check(
         let call = calls
             .get(sid.as_str())
             .unwrap_or_else(|| panic!("attempt {id} holds {sid}, which the carrier never created"));
-        assert_eq!(&call.to, phone, "attempt {id}: {sid} went to another number");
+        assert_eq!(
+            &call.to, phone,
+            "attempt {id}: {sid} went to another number"
+        );
         if let Some(other) = owners.insert(sid.as_str(), *id) {
             panic!("call {sid} is owned by attempts {other} and {id}");
         }
@@ -445,8 +448,14 @@ async fn run_with_faults(contacts: usize, seed: u64, limit: Duration) {
     let figures = [
         ("creates", requests.len()),
         ("429", count(&|r| r.status == 429)),
-        ("500 without a call", count(&|r| r.status == 500 && r.sid.is_none())),
-        ("500 with a call", count(&|r| r.status == 500 && r.sid.is_some())),
+        (
+            "500 without a call",
+            count(&|r| r.status == 500 && r.sid.is_none()),
+        ),
+        (
+            "500 with a call",
+            count(&|r| r.status == 500 && r.sid.is_some()),
+        ),
         (
             "answers slower than the client timeout",
             count(&|r| r.answer_delayed_ms.is_some()),
@@ -457,7 +466,10 @@ async fn run_with_faults(contacts: usize, seed: u64, limit: Duration) {
         ),
         (
             "callbacks duplicated",
-            records.iter().map(|r| r.duplicated_callbacks as usize).sum(),
+            records
+                .iter()
+                .map(|r| r.duplicated_callbacks as usize)
+                .sum(),
         ),
         (
             "callbacks out of order",

@@ -8,6 +8,7 @@ mod campaign;
 mod carrier;
 mod cli;
 mod contacts;
+mod crash;
 mod daemon;
 mod dnc;
 mod export;
