@@ -214,7 +214,7 @@ async fn crash_run(kills: u64, contacts: usize, seed: u64, max_up_ms: u64, drain
         ));
     }
     let sim = SimProcess::start(&dir, &table);
-    let now = Utc::now();
+    let now = dialer::clock::Clock::now(&dialer::clock::SystemClock);
     let plan = faults::plan(contacts, now);
     let max_retries = 2;
     dir.write("c.json", &faults::campaign_json("crash", max_retries));
