@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dialing::Placed;
-use crate::engine::{Offer, Placement, RECONCILE_EVERY, Session, interleave};
+use crate::engine::{Offer, Placement, RECONCILE_EVERY, STALE_GRACE, Session, interleave};
 use crate::store::{ContactRow, StoreError};
 
 use scheduler::CampaignState;
@@ -52,12 +52,20 @@ pub struct Options {
 pub struct Tuning {
     /// How often an unusable carrier account is checked again.
     pub account_retry: Duration,
+    /// How often attempts open for too long (lost callbacks) are reconciled
+    /// ([`RECONCILE_EVERY`]).
+    pub reconcile_every: Duration,
+    /// How long past its ring timeout an attempt with a call may go without a final callback
+    /// before the carrier is asked about it ([`STALE_GRACE`]).
+    pub stale_grace: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             account_retry: ACCOUNT_RETRY,
+            reconcile_every: RECONCILE_EVERY,
+            stale_grace: STALE_GRACE,
         }
     }
 }
@@ -127,6 +135,8 @@ pub async fn run(
         status: Status::new(options.progress),
         last_status: None,
         last_reconcile: Instant::now(),
+        reconcile_every: tuning.reconcile_every,
+        stale_grace: tuning.stale_grace,
         summary: &mut summary,
         events,
         account_retry: tuning.account_retry,
@@ -173,6 +183,8 @@ struct Scheduler<'a> {
     status: Status,
     last_status: Option<Instant>,
     last_reconcile: Instant,
+    reconcile_every: Duration,
+    stale_grace: Duration,
     summary: &'a mut Summary,
     events: Option<UnboundedSender<Event>>,
     account_retry: Duration,
@@ -214,7 +226,10 @@ impl Scheduler<'_> {
                     .and_then(|w| (w - now).to_std().ok())
                     .unwrap_or(MAX_SLEEP)
                     .clamp(Duration::from_millis(5), MAX_SLEEP);
-                let deadline = tokio::time::Instant::now() + sleep;
+                // wake for the next reconciliation too: a lost callback must not wait for a
+                // change to be noticed
+                let reconcile = (self.last_reconcile + self.reconcile_every).into();
+                let deadline = (tokio::time::Instant::now() + sleep).min(reconcile);
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => break 'outer,
@@ -467,13 +482,14 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    /// Every [`RECONCILE_EVERY`]: reconciles attempts whose callbacks were lost.
+    /// Every `reconcile_every` ([`RECONCILE_EVERY`]): reconciles attempts whose callbacks were
+    /// lost.
     async fn reconcile_stale(&mut self) -> Result<()> {
-        if self.last_reconcile.elapsed() < RECONCILE_EVERY {
+        if self.last_reconcile.elapsed() < self.reconcile_every {
             return Ok(());
         }
         self.last_reconcile = Instant::now();
-        self.summary.reconciled += self.session.reconcile_stale().await?;
+        self.summary.reconciled += self.session.reconcile_stale(self.stale_grace).await?;
         Ok(())
     }
 

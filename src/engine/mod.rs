@@ -27,6 +27,9 @@ pub use pick::{due_contacts, interleave};
 
 /// How often attempts open for too long (lost callbacks) are reconciled.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How long an attempt may stay open past the time its call could last before the carrier is
+/// asked about it.
+pub const STALE_GRACE: Duration = Duration::from_secs(60);
 
 /// One finished placement task.
 #[derive(Debug)]
@@ -234,10 +237,12 @@ impl Session {
         }
     }
 
-    /// Reconciles attempts open longer than ring timeout + max duration + 60 s (lost
-    /// callbacks), and frees in-flight slots of attempts that ended unseen.
-    pub async fn reconcile_stale(&self) -> Result<usize> {
+    /// Reconciles attempts whose callbacks were lost — with a call, open longer than its ring
+    /// timeout + `grace`; without one, longer than ring timeout + max duration + `grace` — and
+    /// frees in-flight slots of attempts that ended unseen.
+    pub async fn reconcile_stale(&self, grace: Duration) -> Result<usize> {
         let now = self.now();
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let s = self.shared.clone();
         let (open, stale) = self
             .shared
@@ -247,8 +252,19 @@ impl Session {
                 let mut stale = Vec::new();
                 for a in &open {
                     let c = s.campaign(db, a.campaign_id)?;
-                    let limit = i64::from(c.ring_timeout) + i64::from(c.max_call_duration) + 60;
-                    if (now - a.started_at).num_seconds() > limit {
+                    // A call the carrier created (SID known) is asked about once it should
+                    // have been answered or ended: its fetch says whether it is final, and a
+                    // call still going on stays open. Waiting for the longest call it could
+                    // be (`max_call_duration`, 4 h by default) held a contact whose final
+                    // callback was lost — and its concurrency slot — for hours. Without a SID
+                    // the placement may still be under way (a create retried after an unknown
+                    // outcome): only then the longest call is waited for.
+                    let secs = match a.call_sid {
+                        Some(_) => i64::from(c.ring_timeout),
+                        None => i64::from(c.ring_timeout) + i64::from(c.max_call_duration),
+                    };
+                    let limit = chrono::Duration::seconds(secs).checked_add(&grace);
+                    if limit.is_some_and(|limit| now - a.started_at > limit) {
                         stale.push((a.clone(), c.rules.clone()));
                     }
                 }

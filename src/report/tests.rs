@@ -517,7 +517,9 @@ fn atomic_output_appears_whole_or_not_at_all() {
         Err::<(), _>(ReportError::Io(std::io::Error::other("disk full")))
     })
     .unwrap_err();
-    assert!(err.to_string().contains("disk full"));
+    // the cause follows the message once in the chain `main` prints
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert_eq!(chain, "cannot write the export: disk full");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
     let names = |d: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(d)

@@ -131,30 +131,39 @@ async fn create(
     let received_at = state.shared.clock.now();
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let outcome = create_call(&state, &account, &headers, &params, received_at).await;
-    let (status, sid, error_code) = match &outcome {
-        Ok(record) => (StatusCode::CREATED, Some(record.sid.clone()), None),
-        Err(e) => (e.status, e.created_sid.clone(), Some(e.code)),
+    let (status, sid, error_code, delay) = match &outcome {
+        Ok((record, delay)) => (StatusCode::CREATED, Some(record.sid.clone()), None, *delay),
+        Err(e) => (e.status, e.created_sid.clone(), Some(e.code), None),
     };
+    // logged before a held-back answer: the client may hang up before it is sent
     state.shared.requests().push(CreateRequestLog {
         received_at: received_at.to_rfc3339(),
         params,
         status: status.as_u16(),
         sid,
         error_code,
+        answer_delayed_ms: delay.map(|d| d.as_millis() as u64),
     });
     match outcome {
-        Ok(record) => (StatusCode::CREATED, Json(record.to_json())).into_response(),
+        Ok((record, delay)) => {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            // the answer shows the call as it was created (the JSON Twilio would have sent)
+            (StatusCode::CREATED, Json(record.to_json())).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
 
+/// Creates the call (or refuses); `Some(delay)` when the answer must be held back that long.
 async fn create_call(
     state: &SimState,
     account: &str,
     headers: &HeaderMap,
     params: &[(String, String)],
     now: DateTime<Utc>,
-) -> Result<CallRecord, ApiError> {
+) -> Result<(CallRecord, Option<Duration>), ApiError> {
     let shared = &state.shared;
     let config = &shared.config;
     authenticate(state, headers, account)?;
@@ -183,7 +192,7 @@ async fn create_call(
             ));
         }
         CreateFault::Slow => tokio::time::sleep(Duration::from_millis(config.faults.slow_ms)).await,
-        CreateFault::ServerErrorAfterCreate | CreateFault::None => {}
+        CreateFault::SlowAnswer | CreateFault::ServerErrorAfterCreate | CreateFault::None => {}
     }
     let plan_params = params::parse_create(params)?;
     let behavior = behavior::choose(config, &plan_params.to, &mut rng);
@@ -202,6 +211,9 @@ async fn create_call(
         duration: None,
         answered_by: None,
         dropped_callbacks: 0,
+        duplicated_callbacks: 0,
+        reordered_callbacks: 0,
+        slow_answer: fault == CreateFault::SlowAnswer,
     };
     {
         let mut book = shared.book();
@@ -227,7 +239,9 @@ async fn create_call(
         e.created_sid = Some(record.sid);
         return Err(e);
     }
-    Ok(record)
+    let delay = (fault == CreateFault::SlowAnswer)
+        .then(|| Duration::from_millis(config.faults.slow_create_ms));
+    Ok((record, delay))
 }
 
 /// Rejections of create parameters, mapped to Twilio's codes.

@@ -33,6 +33,8 @@ pub enum CreateFault {
     ServerError,
     /// The call is created, then the answer is a 500.
     ServerErrorAfterCreate,
+    /// The call is created, then the answer waits `slow_create_ms` (past the client's timeout).
+    SlowAnswer,
 }
 
 pub fn draw_fault(config: &SimConfig, rng: &mut StdRng) -> CreateFault {
@@ -47,6 +49,9 @@ pub fn draw_fault(config: &SimConfig, rng: &mut StdRng) -> CreateFault {
     } else if f.rate_500_created > 0.0 && rng.random::<f64>() < f.rate_500_created {
         // a fourth draw only when configured, so older seeds keep their outcomes
         CreateFault::ServerErrorAfterCreate
+    } else if f.slow_create_rate > 0.0 && rng.random::<f64>() < f.slow_create_rate {
+        // likewise drawn only when configured
+        CreateFault::SlowAnswer
     } else {
         CreateFault::None
     }

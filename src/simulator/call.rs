@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::api::new_sid;
 use super::behavior::{self, Callee};
 use super::config::Behavior;
 use super::params::{Amd, CreateParams};
@@ -46,7 +47,16 @@ pub struct Call {
     pub talk: f64,
     answered: bool,
     sequence: u32,
-    callbacks: mpsc::UnboundedSender<Vec<(String, String)>>,
+    callbacks: mpsc::UnboundedSender<Delivery>,
+}
+
+/// One status callback to deliver, with the faults drawn for it.
+pub struct Delivery {
+    params: Vec<(String, String)>,
+    /// Sent a second time, with the same idempotency token.
+    twice: bool,
+    /// Held back until the call's next callback has been sent.
+    late: bool,
 }
 
 /// Plays a call from `queued` to its final status; returns early when the simulator stops.
@@ -79,17 +89,37 @@ pub async fn run(shared: Arc<Shared>, plan: CallPlan) {
     }
 }
 
-/// Sends the call's status callbacks in order, each once (plus one retry on a failed connect).
-async fn deliver(
-    shared: Arc<Shared>,
-    p: CreateParams,
-    mut rx: mpsc::UnboundedReceiver<Vec<(String, String)>>,
-) {
+/// Sends the call's status callbacks in order, each once (plus one retry on a failed connect),
+/// except those the fault injection sends twice or holds back until after the next one.
+async fn deliver(shared: Arc<Shared>, p: CreateParams, mut rx: mpsc::UnboundedReceiver<Delivery>) {
     let Some(url) = p.status_callback else { return };
-    while let Some(params) = rx.recv().await {
-        if let Err(e) = play::send(&shared, &url, &p.status_callback_method, &params).await {
-            tracing::debug!(url = %url, error = %e, "simulator: status callback not delivered");
+    let method = p.status_callback_method.clone();
+    let send = |d: Delivery| {
+        let (shared, url, method) = (shared.clone(), url.clone(), method.clone());
+        async move {
+            let token = new_sid("");
+            for _ in 0..if d.twice { 2 } else { 1 } {
+                if let Err(e) =
+                    play::send_with_token(&shared, &url, &method, &d.params, &token).await
+                {
+                    tracing::debug!(url = %url, error = %e, "simulator: status callback not delivered");
+                }
+            }
         }
+    };
+    let mut held: Option<Delivery> = None;
+    while let Some(d) = rx.recv().await {
+        if d.late && held.is_none() {
+            held = Some(d);
+            continue;
+        }
+        send(d).await;
+        if let Some(late) = held.take() {
+            send(late).await;
+        }
+    }
+    if let Some(late) = held {
+        send(late).await;
     }
 }
 
@@ -142,9 +172,23 @@ impl Call {
         }
         let sequence = self.sequence;
         self.sequence += 1;
-        if self.rng.random::<f64>() < self.shared.config.faults.drop_callback_rate {
+        let faults = &self.shared.config.faults;
+        if self.rng.random::<f64>() < faults.drop_callback_rate {
             self.shared.update(&self.sid, |r| r.dropped_callbacks += 1);
             return;
+        }
+        // further draws only when configured, so older seeds keep their outcomes
+        let twice = faults.duplicate_callback_rate > 0.0
+            && self.rng.random::<f64>() < faults.duplicate_callback_rate;
+        let progress = !super::record::is_final(status);
+        let late = progress
+            && faults.reorder_callback_rate > 0.0
+            && self.rng.random::<f64>() < faults.reorder_callback_rate;
+        if twice || late {
+            self.shared.update(&self.sid, |r| {
+                r.duplicated_callbacks += u32::from(twice);
+                r.reordered_callbacks += u32::from(late);
+            });
         }
         let mut params = self.base_params(status);
         params.push(("Timestamp".to_owned(), rfc2822(self.shared.clock.now())));
@@ -155,7 +199,11 @@ impl Call {
         params.push(("SequenceNumber".to_owned(), sequence.to_string()));
         params.extend(extra);
         // The receiver only goes away when the simulator stops.
-        let _ = self.callbacks.send(params);
+        let _ = self.callbacks.send(Delivery {
+            params,
+            twice,
+            late,
+        });
     }
 
     async fn progress(&mut self) {

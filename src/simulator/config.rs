@@ -194,11 +194,28 @@ pub struct Faults {
     /// with code 20005 ("Account not active"). Can be changed while running
     /// ([`crate::simulator::SimState::set_account_suspended`]).
     pub account_suspended: bool,
-    /// Creates answered only after `slow_ms` real milliseconds.
+    /// Creates answered only after `slow_ms` real milliseconds (the call is created once the
+    /// wait is over, if the client still waits for it).
     pub slow_rate: f64,
     pub slow_ms: u64,
+    /// Creates whose call is created at once but whose answer comes only after
+    /// `slow_create_ms` real milliseconds: longer than the client waits (the dialer's Twilio
+    /// client gives up after 15 s), so the dialer sees a timeout — an unknown outcome — while
+    /// the call goes on, as when Twilio is slow to answer.
+    pub slow_create_rate: f64,
+    pub slow_create_ms: u64,
     /// Status callbacks that are never delivered (the call still progresses).
     pub drop_callback_rate: f64,
+    /// Status callbacks delivered twice, the second time with the same
+    /// `I-Twilio-Idempotency-Token`, as Twilio's retries are.
+    pub duplicate_callback_rate: f64,
+    /// Progress callbacks (`initiated`, `ringing`, `in-progress`) held back and delivered after
+    /// the call's next callback (which may be the final one): out of order, as Twilio warns
+    /// they may arrive. Their `SequenceNumber` and `Timestamp` stay those of their event.
+    pub reorder_callback_rate: f64,
+    /// Real milliseconds the simulator waits before fetching a call's voice `Url` once it is
+    /// answered (a slow network path to the product's TwiML).
+    pub slow_twiml_ms: u64,
 }
 
 impl Default for Faults {
@@ -210,7 +227,12 @@ impl Default for Faults {
             account_suspended: false,
             slow_rate: 0.0,
             slow_ms: 2000,
+            slow_create_rate: 0.0,
+            slow_create_ms: 20_000,
             drop_callback_rate: 0.0,
+            duplicate_callback_rate: 0.0,
+            reorder_callback_rate: 0.0,
+            slow_twiml_ms: 0,
         }
     }
 }
@@ -232,6 +254,11 @@ pub enum SimConfigError {
         max = bounds::MAX_SLOW_MS
     )]
     SlowMs(u64),
+    #[error(
+        "`simulator.faults.{key}` {value} must be at most {max} (10 minutes)",
+        max = bounds::MAX_SLOW_MS
+    )]
+    Millis { key: &'static str, value: u64 },
     #[error(
         "`simulator.rules[{index}].pattern` `{pattern}` is neither an E.164 number nor a prefix \
          ending in `*`; write e.g. `+15551234567` or `+1555*`"
@@ -269,6 +296,14 @@ impl SimConfig {
         }
         if self.faults.slow_ms > bounds::MAX_SLOW_MS {
             return Err(SimConfigError::SlowMs(self.faults.slow_ms));
+        }
+        for (key, value) in [
+            ("slow_create_ms", self.faults.slow_create_ms),
+            ("slow_twiml_ms", self.faults.slow_twiml_ms),
+        ] {
+            if value > bounds::MAX_SLOW_MS {
+                return Err(SimConfigError::Millis { key, value });
+            }
         }
         for (index, rule) in self.rules.iter().enumerate() {
             let exact = rule.pattern.strip_suffix('*').is_none();
@@ -316,7 +351,10 @@ impl SimConfig {
             ("rate_500", f.rate_500),
             ("rate_500_created", f.rate_500_created),
             ("slow_rate", f.slow_rate),
+            ("slow_create_rate", f.slow_create_rate),
             ("drop_callback_rate", f.drop_callback_rate),
+            ("duplicate_callback_rate", f.duplicate_callback_rate),
+            ("reorder_callback_rate", f.reorder_callback_rate),
         ];
         for (name, value) in fractions {
             if !(0.0..=1.0).contains(&value) {

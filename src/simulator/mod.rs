@@ -45,6 +45,10 @@ pub struct CreateRequestLog {
     pub sid: Option<String>,
     /// Twilio's error code, when the create was refused.
     pub error_code: Option<u32>,
+    /// Real milliseconds the answer was held back (`faults.slow_create_rate`): the client may
+    /// have given up before it came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_delayed_ms: Option<u64>,
 }
 
 /// The simulator's shared state: configuration, calls, the request log.

@@ -27,8 +27,18 @@ pub async fn send(
     method: &str,
     params: &[(String, String)],
 ) -> Result<Reply, String> {
+    send_with_token(shared, url, method, params, &new_sid("")).await
+}
+
+/// [`send`] with a given `I-Twilio-Idempotency-Token` (a redelivery repeats its token).
+pub async fn send_with_token(
+    shared: &Shared,
+    url: &str,
+    method: &str,
+    params: &[(String, String)],
+    token: &str,
+) -> Result<Reply, String> {
     let url = url.split_once('#').map_or(url, |(u, _)| u);
-    let token = new_sid("");
     let (target, signed_params): (String, &[(String, String)]) = if method == "GET" {
         let query = serde_urlencoded::to_string(params).map_err(|e| e.to_string())?;
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -46,7 +56,7 @@ pub async fn send(
         };
         let result = request
             .header("X-Twilio-Signature", &signature)
-            .header("I-Twilio-Idempotency-Token", &token)
+            .header("I-Twilio-Idempotency-Token", token)
             .send()
             .await;
         match result {
@@ -80,6 +90,10 @@ pub async fn play(call: &mut Call, answered_by: Option<String>) -> Result<(), St
                 .into_iter()
                 .collect();
             let method = call.p.method.clone();
+            let slow = call.shared.config.faults.slow_twiml_ms;
+            if slow > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
+            }
             fetch(call, None, &url, &method, extra).await?
         }
         None => {

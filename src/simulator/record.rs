@@ -31,6 +31,14 @@ impl CallStatus {
     }
 }
 
+/// Whether a `CallStatus` of a callback is final.
+pub fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        "completed" | "busy" | "failed" | "no-answer" | "canceled"
+    )
+}
+
 /// One call as the simulator knows it.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
@@ -48,6 +56,13 @@ pub struct CallRecord {
     pub answered_by: Option<String>,
     /// Status callbacks not sent because of `faults.drop_callback_rate` (not in Twilio's JSON).
     pub dropped_callbacks: u32,
+    /// Status callbacks sent twice because of `faults.duplicate_callback_rate`.
+    pub duplicated_callbacks: u32,
+    /// Status callbacks drawn to be held back by `faults.reorder_callback_rate` (one drawn
+    /// while another is already held goes out at once, ahead of it).
+    pub reordered_callbacks: u32,
+    /// Whether the create's answer was delayed by `faults.slow_create_rate`.
+    pub slow_answer: bool,
 }
 
 /// Twilio's date format: RFC 2822 in UTC, `Tue, 31 Aug 2010 20:36:28 +0000`.

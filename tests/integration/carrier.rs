@@ -95,6 +95,7 @@ async fn daemon_pauses_while_the_account_is_suspended_and_resumes_when_it_answer
                 events: Some(tx),
                 tuning: Tuning {
                     account_retry: Duration::from_millis(100),
+                    ..Tuning::default()
                 },
             };
             run(&config, Arc::new(SystemClock), shutdown, options).await

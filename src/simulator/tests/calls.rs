@@ -177,6 +177,54 @@ async fn dropped_callbacks_are_not_sent_but_the_call_still_ends() {
     assert!(w.hits(&sid, "/status").is_empty());
 }
 
+/// The status callbacks a call got, in arrival order, once `n` arrived.
+async fn arrivals(w: &World, sid: &str, n: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let hits = w.hits(sid, "/status");
+        if hits.len() >= n {
+            return hits
+                .iter()
+                .map(|h| h.get("SequenceNumber").unwrap_or("").to_owned())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "fewer than {n} callbacks: {:?}",
+        w.hits(sid, "/status").len()
+    );
+}
+
+#[tokio::test]
+async fn duplicated_callbacks_are_sent_twice_each() {
+    let mut c = config(1);
+    c.rules = vec![rule("*", BehaviorKind::Busy, &[])];
+    c.faults.duplicate_callback_rate = 1.0;
+    let w = world(c, &[]).await;
+    let (_, body) = w.create("+14155550100", &[]).await;
+    let sid = sid_of(&body);
+    assert_eq!(w.until_final(&sid).await["status"], "busy");
+    assert_eq!(arrivals(&w, &sid, 6).await, ["0", "0", "1", "1", "2", "2"]);
+    let record = w.sim.state().records().pop().expect("the call");
+    assert_eq!(record.duplicated_callbacks, 3);
+}
+
+#[tokio::test]
+async fn reordered_progress_callbacks_arrive_after_the_next_one() {
+    let mut c = config(1);
+    c.rules = vec![rule("*", BehaviorKind::Busy, &[])];
+    c.faults.reorder_callback_rate = 1.0;
+    let w = world(c, &[]).await;
+    let (_, body) = w.create("+14155550100", &[]).await;
+    let sid = sid_of(&body);
+    assert_eq!(w.until_final(&sid).await["status"], "busy");
+    // initiated is held until ringing went; ringing (late too) is not held behind it; the
+    // final event is never held back
+    assert_eq!(arrivals(&w, &sid, 3).await, ["1", "0", "2"]);
+    let record = w.sim.state().records().pop().expect("the call");
+    assert_eq!(record.reordered_callbacks, 2);
+}
+
 /// Creates the same calls on a fresh simulator and returns each call's final status.
 async fn outcomes(seed: u64) -> Vec<String> {
     let mut c = config(seed);
