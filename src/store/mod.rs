@@ -34,6 +34,8 @@ pub use writer::Writer;
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_initial.sql")),
     M::up(include_str!("../../migrations/0002_changes.sql")),
+    // 0003_callbacks.sql comes from another branch and goes here, before 0004.
+    M::up(include_str!("../../migrations/0004_imports.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

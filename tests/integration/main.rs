@@ -11,6 +11,7 @@ mod daemon;
 mod dnc;
 mod export;
 mod generator;
+mod imports;
 mod plan;
 mod simulator;
 
