@@ -386,6 +386,14 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
 }
 
 impl Store {
+    /// `PRAGMA data_version`: it changes when another connection (another process) has committed
+    /// since this connection last looked — how an import notices the daemon writing beside it.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Calls `f` for every contact of a campaign, in id order, without loading them all.
     pub fn for_each_contact<E: From<StoreError>>(
         &self,
