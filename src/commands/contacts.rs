@@ -178,6 +178,9 @@ impl Pace {
 
 /// Imports a file into the campaign: with `--strict` the whole file is checked first (nothing
 /// is written when a row is bad); `--dry-run` counts without writing or taking a write lock.
+/// Rows are written in short transactions paced by [`Pace`]; the contacts the run creates become
+/// dialable together when it finishes (SPEC §10), so a run that dies half-way dials nothing new
+/// and running it again finishes the job.
 pub fn import(
     ctx: &Context,
     config: &Config,
@@ -213,10 +216,12 @@ pub fn import(
         let done = ctx.clock.now();
         // the rows this run created become dialable here, all at once
         pace.write(db, move |tx| tx.finish_import(&run, done))?;
+        let settling = Instant::now();
         settle(db, &mut pace, run.import_id, done)?;
         tracing::debug!(
             transactions = pace.transactions,
             longest_ms = pace.longest.as_secs_f64() * 1e3,
+            settle_ms = settling.elapsed().as_secs_f64() * 1e3,
             "import written"
         );
         counts
