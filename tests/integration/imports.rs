@@ -256,3 +256,40 @@ fn a_killed_import_is_not_dialed_and_rerunning_it_finishes_the_job() {
         0
     );
 }
+
+/// An import killed after it finished but before every row was settled: its rows are dialable
+/// (the finish is what counts), and the next import of the campaign settles them.
+#[test]
+fn an_import_killed_while_settling_is_dialable_and_the_next_import_settles_it() {
+    let t = sandbox(&["Big"], 50);
+    t.import_contacts("Big", "big.csv", &t.read("big.csv"));
+    let cid = campaign_id(&t, "Big");
+    let path = t.join("dialer.db");
+    // as if killed mid-settle: the run is finished, 30 of its rows still carry the mark
+    t.db()
+        .execute_batch(
+            "UPDATE imports SET settled_at = NULL WHERE file = 'big.csv';
+             UPDATE contacts SET pending_import = (SELECT id FROM imports WHERE file = 'big.csv')
+                 WHERE id IN (SELECT id FROM contacts ORDER BY id LIMIT 30);",
+        )
+        .expect("arrange");
+    assert_eq!(tally(&plan(&t)), (50, 0, 0));
+    assert_eq!(scheduler_due(&t, cid).len(), 50);
+
+    t.import_contacts("Big", "one.csv", "phone\n+12125550100\n");
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM contacts WHERE pending_import IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM imports WHERE settled_at IS NULL"
+        ),
+        0
+    );
+    assert_eq!(scheduler_due(&t, cid).len(), 51);
+}
