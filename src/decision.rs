@@ -122,6 +122,7 @@ fn evaluate(
         next_attempt_at: row.next_attempt_at,
         in_flight: row.in_flight,
         on_dnc: row.on_dnc,
+        import_incomplete: row.import_incomplete,
         recent_attempts: &recent,
     };
     let policy = Policy {

@@ -1,7 +1,7 @@
 //! The one decision: is a contact due at an instant, and if not, why and when next.
 //!
 //! Checks run in a fixed order and the first failing one is the reason (SPEC §5.1, §5.4):
-//! draft, paused, ended, contact state, DNC, in flight, attempts used up, not started, retry
+//! draft, paused, ended, contact state, import incomplete, DNC, in flight, attempts used up, not started, retry
 //! wait, daily cap, then the calling window (excluded date, excluded day, outside hours).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
@@ -37,6 +37,9 @@ pub fn decide(contact: &ContactView, policy: &Policy, at: DateTime<Utc>) -> Deci
         ContactState::Completed => return never(PlanReason::Completed),
         ContactState::Exhausted => return never(PlanReason::Exhausted),
         ContactState::OptedOut => return never(PlanReason::OptedOut),
+    }
+    if contact.import_incomplete {
+        return never(PlanReason::ImportIncomplete);
     }
     if contact.on_dnc {
         return never(PlanReason::Dnc);
@@ -161,6 +164,7 @@ mod tests {
         next_attempt_at: Option<DateTime<Utc>>,
         in_flight: bool,
         on_dnc: bool,
+        import_incomplete: bool,
         recent: Vec<DateTime<Utc>>,
         paused: bool,
         draft: bool,
@@ -178,6 +182,7 @@ mod tests {
             next_attempt_at: None,
             in_flight: false,
             on_dnc: false,
+            import_incomplete: false,
             recent: Vec::new(),
             paused: false,
             draft: false,
@@ -196,6 +201,7 @@ mod tests {
                 next_attempt_at: self.next_attempt_at,
                 in_flight: self.in_flight,
                 on_dnc: self.on_dnc,
+                import_incomplete: self.import_incomplete,
                 recent_attempts: &self.recent,
             };
             let policy = Policy {
@@ -227,6 +233,33 @@ mod tests {
                 None,
             ),
             ("paused", with(|s| s.paused = true), AT, Paused, None),
+            (
+                "row of an unfinished import",
+                with(|s| s.import_incomplete = true),
+                AT,
+                ImportIncomplete,
+                None,
+            ),
+            (
+                "unfinished import before dnc and outside hours",
+                with(|s| {
+                    s.import_incomplete = true;
+                    s.on_dnc = true;
+                }),
+                "2026-01-14T03:00:00Z",
+                ImportIncomplete,
+                None,
+            ),
+            (
+                "paused before unfinished import",
+                with(|s| {
+                    s.paused = true;
+                    s.import_incomplete = true;
+                }),
+                AT,
+                Paused,
+                None,
+            ),
             (
                 "paused before completed",
                 with(|s| {

@@ -63,6 +63,9 @@ pub struct ContactView<'a> {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub in_flight: bool,
     pub on_dnc: bool,
+    /// Created by an import run that has not finished (running, or killed): never due until an
+    /// import that sees it completes (SPEC §10).
+    pub import_incomplete: bool,
     /// Start instants of attempts to this number, in any campaign, within the 24 hours before the
     /// decision instant (only consulted when a daily cap is set).
     pub recent_attempts: &'a [DateTime<Utc>],
@@ -78,7 +81,8 @@ pub struct Policy<'a> {
     pub daily_cap: Option<u32>,
 }
 
-/// Why a contact is or is not due (SPEC §5.4 reasons).
+/// Why a contact is or is not due (SPEC §5.4 reasons, plus `import_incomplete`: a documented
+/// extension for rows of an import that has not finished, SPEC §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PlanReason {
     Due,
@@ -96,6 +100,7 @@ pub enum PlanReason {
     Draft,
     NotStarted,
     Ended,
+    ImportIncomplete,
 }
 
 impl PlanReason {
@@ -116,6 +121,7 @@ impl PlanReason {
             PlanReason::Draft => "draft",
             PlanReason::NotStarted => "not_started",
             PlanReason::Ended => "ended",
+            PlanReason::ImportIncomplete => "import_incomplete",
         }
     }
 }

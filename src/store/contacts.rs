@@ -1,4 +1,12 @@
 //! The `contacts` table: streaming, idempotent import, and the reads `plan` and the scheduler do.
+//!
+//! An import is atomic as the scheduler sees it (SPEC §10): a row an import run creates carries
+//! the run in `pending_import` and is not dialable until the run has finished
+//! ([`Tx::finish_import`], one row). Clearing the mark afterwards ([`Tx::settle_import`]) goes in
+//! short batches; until it is done the due query also reads the finished run's rows through the
+//! `contacts_pending` index (see `migrations/0004_imports.sql`).
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,11 +45,13 @@ pub struct ImportRun {
     pub now: DateTime<Utc>,
 }
 
-/// What one chunk of an import did; `duplicates` are indexes into the chunk.
+/// What one chunk of an import did; `duplicates` are indexes into the chunk. `done` rows of the
+/// chunk were handled (the first ones); the others did not fit in the time budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChunkOutcome {
     pub counts: ImportCounts,
     pub duplicates: Vec<usize>,
+    pub done: usize,
 }
 
 /// A contact as stored, for comparison with the row being imported.
@@ -52,6 +62,9 @@ struct Stored {
     name: Option<String>,
     zones: Option<String>,
     fields: String,
+    /// Created by an import run that has not finished (running, or killed): not a dialable
+    /// contact yet, so the run that meets it again adopts it.
+    incomplete: bool,
 }
 
 impl Stored {
@@ -63,11 +76,22 @@ impl Stored {
     }
 }
 
+/// SQL: whether contact `c` was created by an import run that has not finished (a run whose
+/// row is gone counts as unfinished).
+macro_rules! incomplete {
+    () => {
+        "(c.pending_import IS NOT NULL AND coalesce(
+            (SELECT i.finished_at IS NULL FROM imports i WHERE i.id = c.pending_import), 1))"
+    };
+}
+
 fn stored(conn: &Connection, campaign_id: i64, phone: &str) -> Result<Option<Stored>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id, import_id, ext_id, name, zones, fields FROM contacts WHERE campaign_id = ?1 AND phone = ?2",
-        )?
+        .prepare_cached(concat!(
+            "SELECT c.id, c.import_id, c.ext_id, c.name, c.zones, c.fields, ",
+            incomplete!(),
+            " FROM contacts c WHERE c.campaign_id = ?1 AND c.phone = ?2"
+        ))?
         .query_row(params![campaign_id, phone], |r| {
             Ok(Stored {
                 id: r.get(0)?,
@@ -76,6 +100,7 @@ fn stored(conn: &Connection, campaign_id: i64, phone: &str) -> Result<Option<Sto
                 name: r.get(3)?,
                 zones: r.get(4)?,
                 fields: r.get(5)?,
+                incomplete: r.get(6)?,
             })
         })
         .optional()?)
@@ -101,18 +126,31 @@ impl Tx<'_> {
         })
     }
 
-    /// Inserts or updates one chunk of contacts; a number already seen in this run is a
-    /// duplicate. A changed contact keeps its call history.
-    pub fn import_chunk(&self, run: &ImportRun, rows: &[NewContact]) -> Result<ChunkOutcome> {
+    /// Inserts or updates the rows of a chunk, in order, until `budget` has passed (at least one
+    /// row; `done` says how many): the caller sends the rest in a later transaction, so no import
+    /// transaction holds the write lock for long. A number already seen in this run is a
+    /// duplicate. A changed contact keeps its call history. A row this run creates is not
+    /// dialable until the run finishes; a row an unfinished run created is adopted by this one.
+    pub fn import_chunk(
+        &self,
+        run: &ImportRun,
+        rows: &[NewContact],
+        budget: Duration,
+    ) -> Result<ChunkOutcome> {
+        let started = Instant::now();
         let mut out = ChunkOutcome::default();
         let now = secs(run.now);
         for (i, c) in rows.iter().enumerate() {
+            if i > 0 && started.elapsed() >= budget {
+                break;
+            }
+            out.done = i + 1;
             match stored(&self.conn, run.campaign_id, &c.phone)? {
                 None => {
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO contacts (campaign_id, phone, ext_id, name, zones, fields, import_id, created_at, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                            "INSERT INTO contacts (campaign_id, phone, ext_id, name, zones, fields, import_id, pending_import, created_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?8)",
                         )?
                         .execute(params![run.campaign_id, c.phone, c.ext_id, c.name, c.zones, c.fields, run.import_id, now])?;
                     out.counts.imported += 1;
@@ -120,6 +158,17 @@ impl Tx<'_> {
                 Some(s) if s.import_id == Some(run.import_id) => {
                     out.counts.duplicates += 1;
                     out.duplicates.push(i);
+                }
+                Some(s) if s.incomplete => {
+                    // written by a run that never finished (killed): this run takes it over
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE contacts SET ext_id = ?1, name = ?2, zones = ?3, fields = ?4, import_id = ?5,
+                                 pending_import = ?5, updated_at = ?6
+                             WHERE id = ?7",
+                        )?
+                        .execute(params![c.ext_id, c.name, c.zones, c.fields, run.import_id, now, s.id])?;
+                    out.counts.imported += 1;
                 }
                 Some(s) if s.same_as(c) => {
                     self.conn
@@ -141,7 +190,7 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    /// A whole (small) import in one job: begin, one chunk, finish.
+    /// A whole (small) import in one job: begin, one chunk, finish, settle.
     pub fn import_contacts(
         &self,
         campaign_id: i64,
@@ -150,19 +199,65 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<ImportCounts> {
         let run = self.begin_import(campaign_id, file, now)?;
-        let out = self.import_chunk(&run, rows)?;
+        let out = self.import_chunk(&run, rows, Duration::MAX)?;
         self.finish_import(&run, now)?;
+        self.settle_import(run.import_id, Duration::MAX, now)?;
         Ok(out.counts)
     }
 
-    /// Marks an import run complete.
+    /// Marks an import run complete: from this commit on, every row it created is dialable (one
+    /// row written, whatever the size of the import).
     pub fn finish_import(&self, run: &ImportRun, now: DateTime<Utc>) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE imports SET finished_at = ?2 WHERE id = ?1")?
             .execute(params![run.import_id, secs(now)])?;
         Ok(())
     }
+
+    /// Clears the pending mark of a finished run's rows, a few hundred per statement, until
+    /// none is left (then marks the run settled and returns true) or `budget` has passed (returns
+    /// false: call again, in a later transaction). For an unfinished run it does nothing and
+    /// returns true: there is nothing to settle, its rows stay pending.
+    pub fn settle_import(
+        &self,
+        import_id: i64,
+        budget: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let finished: Option<Option<i64>> = self
+            .conn
+            .prepare_cached("SELECT finished_at FROM imports WHERE id = ?1")?
+            .query_row([import_id], |r| r.get(0))
+            .optional()?;
+        if matches!(finished, Some(None)) {
+            return Ok(true);
+        }
+        loop {
+            let cleared = self
+                .conn
+                .prepare_cached(
+                    "UPDATE contacts SET pending_import = NULL WHERE id IN
+                         (SELECT id FROM contacts WHERE pending_import = ?1 LIMIT ?2)",
+                )?
+                .execute(params![import_id, SETTLE_STEP])?;
+            if cleared < SETTLE_STEP as usize {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE imports SET settled_at = ?2 WHERE id = ?1 AND settled_at IS NULL",
+                    )?
+                    .execute(params![import_id, secs(now)])?;
+                return Ok(true);
+            }
+            if started.elapsed() >= budget {
+                return Ok(false);
+            }
+        }
+    }
 }
+
+/// Rows [`Tx::settle_import`] clears per statement.
+const SETTLE_STEP: u32 = 256;
 
 /// A dry run of an import: counts what an import would do, writing nothing to the database
 /// (numbers seen so far go to a TEMP table of this connection, so memory stays flat and no write
@@ -207,10 +302,12 @@ impl DryRun<'_> {
                 }
                 match stored(conn, self.campaign_id, &c.phone)? {
                     None => out.counts.imported += 1,
+                    Some(s) if s.incomplete => out.counts.imported += 1,
                     Some(s) if s.same_as(c) => out.counts.unchanged += 1,
                     Some(_) => out.counts.updated += 1,
                 }
             }
+            out.done = rows.len();
             Ok(out)
         })();
         conn.execute_batch("PRAGMA query_only = ON")?;
@@ -235,6 +332,8 @@ pub struct ContactRow {
     pub outcome: Option<String>,
     pub in_flight: bool,
     pub on_dnc: bool,
+    /// Created by an import run that has not finished (running, or killed): not dialable.
+    pub import_incomplete: bool,
 }
 
 impl ContactRow {
@@ -244,12 +343,23 @@ impl ContactRow {
     }
 }
 
-const CONTACT_SELECT: &str =
+const CONTACT_SELECT: &str = concat!(
     "SELECT c.id, c.campaign_id, c.phone, c.ext_id, c.name, c.zones, c.fields, c.state,
         c.attempts, c.next_attempt_at, c.last_reason, c.outcome,
         EXISTS (SELECT 1 FROM attempts a WHERE a.contact_id = c.id AND a.ended_at IS NULL),
-        EXISTS (SELECT 1 FROM dnc d WHERE d.phone = c.phone)
-    FROM contacts c";
+        EXISTS (SELECT 1 FROM dnc d WHERE d.phone = c.phone), ",
+    incomplete!(),
+    " FROM contacts c"
+);
+
+/// The due query (?1 campaign, ?2 instant, ?3 limit): dialable rows, a range of `contacts_due`.
+const DUE: &str = "WHERE c.campaign_id = ?1 AND c.state = 'open' AND c.pending_import IS NULL
+     AND c.next_attempt_at <= ?2 ORDER BY c.next_attempt_at, c.id LIMIT ?3";
+
+/// The due query for the rows of a finished, not yet settled run (?4), a range of
+/// `contacts_pending`.
+const DUE_SETTLING: &str = "WHERE c.pending_import = ?4 AND c.campaign_id = ?1 AND c.state = 'open'
+     AND c.next_attempt_at <= ?2 ORDER BY c.next_attempt_at, c.id LIMIT ?3";
 
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     let state: String = r.get(7)?;
@@ -269,10 +379,19 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
         outcome: r.get(11)?,
         in_flight: r.get(12)?,
         on_dnc: r.get(13)?,
+        import_incomplete: r.get(14)?,
     })
 }
 
 impl Store {
+    /// `PRAGMA data_version`: it changes when another connection (another process) has committed
+    /// since this connection last looked — how an import notices the daemon writing beside it.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Calls `f` for every contact of a campaign, in id order, without loading them all.
     pub fn for_each_contact<E: From<StoreError>>(
         &self,
@@ -293,20 +412,50 @@ impl Store {
         Ok(())
     }
 
-    /// Open contacts of a campaign whose `next_attempt_at` is at or before `now`, oldest first:
-    /// a range scan of the `contacts_due` index.
+    /// Dialable open contacts of a campaign whose `next_attempt_at` is at or before `now`, oldest
+    /// first: a range scan of the `contacts_due` index (rows of unfinished imports are not in
+    /// it), plus one of `contacts_pending` per finished import not yet settled (normally none).
     pub fn due_contacts(
         &self,
         campaign_id: i64,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ContactRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{CONTACT_SELECT} WHERE c.campaign_id = ?1 AND c.state = 'open' AND c.next_attempt_at <= ?2
-             ORDER BY c.next_attempt_at, c.id LIMIT ?3"
-        ))?;
-        let rows = stmt
+        let mut rows = self
+            .conn
+            .prepare_cached(&format!("{CONTACT_SELECT} {DUE}"))?
             .query_map(params![campaign_id, secs(now), limit], contact_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let unsettled = self.unsettled_imports(campaign_id)?;
+        if unsettled.is_empty() {
+            return Ok(rows);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{CONTACT_SELECT} {DUE_SETTLING}"))?;
+        for import_id in unsettled {
+            for row in stmt.query_map(
+                params![campaign_id, secs(now), limit, import_id],
+                contact_row,
+            )? {
+                rows.push(row?);
+            }
+        }
+        rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+        rows.truncate(limit as usize);
+        Ok(rows)
+    }
+
+    /// The campaign's finished import runs whose rows are not all settled yet (normally none:
+    /// settling follows the finish at once, unless the import was killed in between).
+    pub fn unsettled_imports(&self, campaign_id: i64) -> Result<Vec<i64>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM imports
+                 WHERE campaign_id = ?1 AND settled_at IS NULL AND finished_at IS NOT NULL ORDER BY id",
+            )?
+            .query_map([campaign_id], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -364,13 +513,23 @@ impl Store {
         campaign_id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<i64> = self
+        let mut at: Option<i64> = self
             .conn
             .prepare_cached(
                 "SELECT min(next_attempt_at) FROM contacts
-                 WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at > ?2",
+                 WHERE campaign_id = ?1 AND state = 'open' AND pending_import IS NULL AND next_attempt_at > ?2",
             )?
             .query_row(params![campaign_id, secs(now)], |r| r.get(0))?;
+        for import_id in self.unsettled_imports(campaign_id)? {
+            let more: Option<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT min(next_attempt_at) FROM contacts
+                     WHERE pending_import = ?1 AND state = 'open' AND next_attempt_at > ?2",
+                )?
+                .query_row(params![import_id, secs(now)], |r| r.get(0))?;
+            at = at.into_iter().chain(more).min();
+        }
         Ok(at.map(instant))
     }
 
@@ -386,14 +545,286 @@ impl Store {
         Ok(rows)
     }
 
-    /// Open contacts of a campaign whose next attempt time has come (before calling-hours
-    /// checks): an index range count for `/metrics`.
+    /// Dialable open contacts of a campaign whose next attempt time has come (before
+    /// calling-hours checks): index range counts for `/metrics`.
     pub fn ready_contacts(&self, campaign_id: i64, now: DateTime<Utc>) -> Result<i64> {
-        Ok(self
+        let mut count: i64 = self
             .conn
             .prepare_cached(
-                "SELECT count(*) FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2",
+                "SELECT count(*) FROM contacts
+                 WHERE campaign_id = ?1 AND state = 'open' AND pending_import IS NULL AND next_attempt_at <= ?2",
             )?
-            .query_row(params![campaign_id, secs(now)], |r| r.get(0))?)
+            .query_row(params![campaign_id, secs(now)], |r| r.get(0))?;
+        for import_id in self.unsettled_imports(campaign_id)? {
+            count += self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*) FROM contacts
+                     WHERE pending_import = ?1 AND state = 'open' AND next_attempt_at <= ?2",
+                )?
+                .query_row(params![import_id, secs(now)], |r| r.get::<_, i64>(0))?;
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params_from_iter;
+
+    use super::*;
+
+    const AT: i64 = 1_800_000_000;
+
+    fn contact(phone: &str) -> NewContact {
+        NewContact {
+            phone: phone.to_owned(),
+            ext_id: None,
+            name: None,
+            zones: None,
+            fields: "{}".to_owned(),
+        }
+    }
+
+    fn rows(phones: &[&str]) -> Vec<NewContact> {
+        phones.iter().map(|p| contact(p)).collect()
+    }
+
+    /// A database with one campaign (its id) and one contact imported and finished.
+    fn setup() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).expect("open");
+        let (cid, _) = store
+            .tx()
+            .upsert_campaign("c", "{}", false, instant(AT))
+            .expect("campaign");
+        store
+            .tx()
+            .import_contacts(cid, "seed.csv", &rows(&["+12125550100"]), instant(AT))
+            .expect("seed");
+        (dir, store, cid)
+    }
+
+    fn due_phones(store: &Store, cid: i64) -> Vec<String> {
+        store
+            .due_contacts(cid, instant(AT), 1000)
+            .expect("due")
+            .into_iter()
+            .map(|r| r.phone)
+            .collect()
+    }
+
+    fn incomplete(store: &Store, phone: &str) -> bool {
+        let id: i64 = store
+            .conn()
+            .query_row("SELECT id FROM contacts WHERE phone = ?1", [phone], |r| {
+                r.get(0)
+            })
+            .expect("id");
+        store
+            .contact(id)
+            .expect("contact")
+            .expect("row")
+            .import_incomplete
+    }
+
+    #[test]
+    fn rows_of_an_unfinished_import_are_not_due_until_it_finishes() {
+        let (_dir, store, cid) = setup();
+        let tx = store.tx();
+        let run = tx.begin_import(cid, "big.csv", instant(AT)).expect("begin");
+        tx.import_chunk(
+            &run,
+            &rows(&["+12125550101", "+12125550102"]),
+            Duration::MAX,
+        )
+        .expect("chunk");
+        assert_eq!(due_phones(&store, cid), ["+12125550100"]);
+        assert!(incomplete(&store, "+12125550101"));
+        assert!(!incomplete(&store, "+12125550100"));
+        assert_eq!(store.ready_contacts(cid, instant(AT)).expect("ready"), 1);
+
+        // finishing is one row: every row of the run is due at once, before it is settled
+        tx.finish_import(&run, instant(AT)).expect("finish");
+        assert_eq!(
+            store.unsettled_imports(cid).expect("unsettled"),
+            [run.import_id]
+        );
+        assert_eq!(
+            due_phones(&store, cid),
+            ["+12125550100", "+12125550101", "+12125550102"]
+        );
+        assert!(!incomplete(&store, "+12125550101"));
+        assert_eq!(store.ready_contacts(cid, instant(AT)).expect("ready"), 3);
+
+        assert!(
+            tx.settle_import(run.import_id, Duration::MAX, instant(AT))
+                .expect("settle")
+        );
+        assert!(store.unsettled_imports(cid).expect("unsettled").is_empty());
+        assert_eq!(
+            due_phones(&store, cid),
+            ["+12125550100", "+12125550101", "+12125550102"]
+        );
+        let pending: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM contacts WHERE pending_import IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(pending, 0);
+    }
+
+    #[test]
+    fn a_rerun_adopts_the_rows_of_a_killed_import_and_finishes_the_job() {
+        let (_dir, store, cid) = setup();
+        let tx = store.tx();
+        let killed = tx.begin_import(cid, "big.csv", instant(AT)).expect("begin");
+        tx.import_chunk(&killed, &rows(&["+12125550101"]), Duration::MAX)
+            .expect("chunk");
+        // never finished: the process died. The same file again:
+        let file = rows(&["+12125550101", "+12125550102", "+12125550100"]);
+        let rerun = tx.begin_import(cid, "big.csv", instant(AT)).expect("begin");
+        let out = tx
+            .import_chunk(&rerun, &file, Duration::MAX)
+            .expect("chunk");
+        assert_eq!(
+            (out.counts.imported, out.counts.unchanged, out.done),
+            (2, 1, 3),
+            "the killed run's row is new to the campaign: imported"
+        );
+        assert_eq!(due_phones(&store, cid), ["+12125550100"]);
+        tx.finish_import(&rerun, instant(AT)).expect("finish");
+        assert!(
+            tx.settle_import(rerun.import_id, Duration::MAX, instant(AT))
+                .expect("settle")
+        );
+        assert_eq!(
+            due_phones(&store, cid),
+            ["+12125550100", "+12125550101", "+12125550102"]
+        );
+        // the killed run stays unfinished: settling it does nothing
+        assert!(
+            tx.settle_import(killed.import_id, Duration::MAX, instant(AT))
+                .expect("settle")
+        );
+    }
+
+    #[test]
+    fn an_unfinished_import_changes_existing_contacts_but_keeps_them_dialable() {
+        let (_dir, store, cid) = setup();
+        let tx = store.tx();
+        let run = tx.begin_import(cid, "v2.csv", instant(AT)).expect("begin");
+        let mut changed = contact("+12125550100");
+        changed.name = Some("New".into());
+        let out = tx
+            .import_chunk(&run, &[changed], Duration::MAX)
+            .expect("chunk");
+        assert_eq!(out.counts.updated, 1);
+        assert_eq!(due_phones(&store, cid), ["+12125550100"]);
+    }
+
+    #[test]
+    fn a_chunk_stops_at_its_time_budget_and_says_how_far_it_got() {
+        let (_dir, store, cid) = setup();
+        let tx = store.tx();
+        let run = tx.begin_import(cid, "big.csv", instant(AT)).expect("begin");
+        let file = rows(&["+12125550101", "+12125550102", "+12125550101"]);
+        let first = tx.import_chunk(&run, &file, Duration::ZERO).expect("chunk");
+        assert_eq!((first.done, first.counts.imported), (1, 1));
+        let rest = tx
+            .import_chunk(&run, &file[1..], Duration::MAX)
+            .expect("chunk");
+        assert_eq!(rest.done, 2);
+        assert_eq!(rest.duplicates, [1]);
+    }
+
+    #[test]
+    fn settling_goes_in_steps_within_its_budget() {
+        let (_dir, store, cid) = setup();
+        let tx = store.tx();
+        let run = tx.begin_import(cid, "big.csv", instant(AT)).expect("begin");
+        let file: Vec<NewContact> = (0..600)
+            .map(|i| contact(&format!("+1212555{:04}", 1000 + i)))
+            .collect();
+        tx.import_chunk(&run, &file, Duration::MAX).expect("chunk");
+        tx.finish_import(&run, instant(AT)).expect("finish");
+        let mut calls = 1;
+        while !tx
+            .settle_import(run.import_id, Duration::ZERO, instant(AT))
+            .expect("settle")
+        {
+            calls += 1;
+        }
+        assert_eq!(calls, 3, "256 rows per step: 256, 256, 88");
+        assert_eq!(
+            store
+                .due_contacts(cid, instant(AT), 10_000)
+                .expect("due")
+                .len(),
+            601
+        );
+    }
+
+    fn query_plan(store: &Store, filter: &str, params: usize) -> Vec<String> {
+        store
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {CONTACT_SELECT} {filter}"))
+            .expect("explain")
+            .query_map(params_from_iter([1, AT, 10, 2].iter().take(params)), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("plan")
+            .collect::<rusqlite::Result<_>>()
+            .expect("plan rows")
+    }
+
+    /// The due query stays a range scan of `contacts_due` (O(due + log n)): rows of unfinished
+    /// imports are not in that index, so they never sit at the front of the scan; a finished
+    /// run not yet settled is one range of `contacts_pending`.
+    #[test]
+    fn the_due_query_scans_the_due_index() {
+        let (_dir, store, _) = setup();
+        for (filter, params, index) in [
+            (
+                DUE,
+                3,
+                "USING INDEX contacts_due (campaign_id=? AND next_attempt_at<?)",
+            ),
+            (
+                DUE_SETTLING,
+                4,
+                "USING INDEX contacts_pending (pending_import=? AND next_attempt_at<?)",
+            ),
+        ] {
+            let plan = query_plan(&store, filter, params);
+            assert!(plan.iter().any(|l| l.contains(index)), "{plan:#?}");
+            assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:#?}");
+        }
+    }
+
+    /// A database from before migration 0004 keeps loading, and its contacts stay dialable.
+    #[test]
+    fn a_version_2_database_migrates_and_its_contacts_stay_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            rusqlite_migration::Migrations::from_slice(&super::super::MIGRATIONS[..2])
+                .to_latest(&mut conn)
+                .expect("v2");
+            conn.execute_batch(
+                "INSERT INTO campaigns (id, name, config, created_at, updated_at) VALUES (1, 'c', '{}', 0, 0);
+                 INSERT INTO imports (id, campaign_id, file, started_at) VALUES (1, 1, 'old.csv', 0);
+                 INSERT INTO contacts (campaign_id, phone, import_id, created_at, updated_at)
+                     VALUES (1, '+12125550100', 1, 0, 0);",
+            )
+            .expect("v2 rows");
+        }
+        let store = Store::open(&path).expect("migrate");
+        assert_eq!(due_phones(&store, 1), ["+12125550100"]);
+        assert!(store.unsettled_imports(1).expect("unsettled").is_empty());
     }
 }

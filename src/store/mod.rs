@@ -35,24 +35,26 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_initial.sql")),
     M::up(include_str!("../../migrations/0002_changes.sql")),
     M::up(include_str!("../../migrations/0003_callbacks.sql")),
+    M::up(include_str!("../../migrations/0004_imports.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database `{}`: {source}", path.display())]
+    // the causes are part of the message, not `source()`: an error chain would print them twice
+    #[error("cannot open database `{}`: {}", path.display(), describe(cause))]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("cannot create database `{}`: {source}", path.display())]
+    #[error("cannot create database `{}`: {cause}", path.display())]
     Create {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot migrate database `{}`: {source} (is it a dialer database from a newer version?)", path.display())]
+    #[error("cannot migrate database `{}`: {cause} (is it a dialer database from a newer version?)", path.display())]
     Migrate {
         path: PathBuf,
-        source: rusqlite_migration::Error,
+        cause: rusqlite_migration::Error,
     },
     #[error("database error: {}", describe(.0))]
     Sql(#[from] rusqlite::Error),
@@ -117,25 +119,25 @@ impl Store {
         if !path.exists() {
             create_private(path).map_err(|source| StoreError::Create {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         }
         let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         let pragmas = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                        PRAGMA busy_timeout = 5000;";
         conn.execute_batch(pragmas)
             .map_err(|source| StoreError::Open {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         Ok(Store {
             conn,
@@ -148,19 +150,19 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Open {
                 path: path.to_owned(),
-                source: rusqlite::Error::InvalidPath(path.to_owned()),
+                cause: rusqlite::Error::InvalidPath(path.to_owned()),
             });
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
         )
         .map_err(|source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Ok(Store {
             conn,

@@ -55,7 +55,7 @@ impl Writer {
             .spawn(move || run(&store, &rx))
             .map_err(|source| StoreError::Create {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         Ok(Writer {
             jobs,

@@ -15,6 +15,7 @@ mod dnc;
 mod export;
 mod faults;
 mod generator;
+mod imports;
 mod limits;
 mod plan;
 mod simulator;
