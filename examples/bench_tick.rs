@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
 
     let bare = time(|| {
         let mut stmt = raw.prepare_cached(
-            "SELECT id FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND next_attempt_at <= ?2
+            "SELECT id FROM contacts WHERE campaign_id = ?1 AND state = 'open' AND pending_import IS NULL AND next_attempt_at <= ?2
              ORDER BY next_attempt_at, id LIMIT ?3",
         )?;
         let ids: Vec<i64> = stmt
