@@ -170,6 +170,30 @@ impl Store {
         })
     }
 
+    /// The connection the writer's companion thread checkpoints the WAL with.
+    pub(crate) fn open_checkpointer(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|cause| StoreError::Open {
+            path: path.to_owned(),
+            cause,
+        })?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(|cause| StoreError::Open {
+                path: path.to_owned(),
+                cause,
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Copies what the WAL holds back into the database, without waiting for anyone.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -4,6 +4,11 @@
 //! commits once, and only then answers each caller. Many callbacks arriving together therefore
 //! cost one commit, and no caller hears "done" before its write is committed.
 //!
+//! Checkpoints run off the commit path: the writer's connection has `wal_autocheckpoint = 0`, and
+//! a companion thread copies the WAL back into the database (`PRAGMA wal_checkpoint(PASSIVE)`,
+//! which never waits for readers or the writer) every [`CHECKPOINT_EVERY`], so no caller waits
+//! while a checkpoint copies and syncs pages. It stops when the writer does.
+//!
 //! Durability: commits run with `synchronous = NORMAL` (in WAL mode a commit survives a crash of
 //! the process; a power loss may lose the last ones). A *durable* job — the claim of an attempt,
 //! which must never be lost once the call may be placed (SPEC §10) — makes its whole batch commit
@@ -17,6 +22,9 @@ use super::{Result, Store, StoreError, Tx};
 
 /// Jobs committed together at most (bounds the time a commit keeps callers waiting).
 const MAX_BATCH: usize = 512;
+
+/// How often the companion thread checkpoints the WAL.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a job hands back once the transaction it ran in has committed (or failed to).
 type Reply = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
@@ -49,14 +57,33 @@ impl Writer {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn start(path: &Path) -> Result<Writer> {
         let store = Store::open(path)?;
+        store.conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        let checkpoints = Store::open_checkpointer(path)?;
         let (jobs, rx) = channel::<Job>();
+        let alive = std::sync::Arc::new(());
+        let watch = std::sync::Arc::downgrade(&alive);
+        let spawn_err = |source| StoreError::Create {
+            path: path.to_owned(),
+            cause: source,
+        };
         std::thread::Builder::new()
             .name("dialer-writer".into())
-            .spawn(move || run(&store, &rx))
-            .map_err(|source| StoreError::Create {
-                path: path.to_owned(),
-                cause: source,
-            })?;
+            .spawn(move || {
+                run(&store, &rx);
+                drop(alive);
+            })
+            .map_err(spawn_err)?;
+        std::thread::Builder::new()
+            .name("dialer-checkpoint".into())
+            .spawn(move || {
+                while watch.upgrade().is_some() {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = checkpoints.checkpoint() {
+                        tracing::debug!(error = %e, "checkpoint failed; the next one retries");
+                    }
+                }
+            })
+            .map_err(spawn_err)?;
         Ok(Writer {
             jobs,
             path: path.to_owned(),
