@@ -240,20 +240,7 @@ impl Tally {
                 }
             }
         }
-        let total: u32 = self.by_campaign.values().sum();
-        let per: Vec<String> = self
-            .by_campaign
-            .iter()
-            .map(|(n, c)| format!("{n}: {c}"))
-            .collect();
-        let mut out = vec![format!(
-            "placed {total} call(s){}",
-            if per.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", per.join(", "))
-            }
-        )];
+        let mut out = vec![crate::engine::placed_line(&self.by_campaign)];
         if !reasons.is_empty() {
             let parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
             out.push(format!("ended: {}", parts.join(", ")));

@@ -551,20 +551,7 @@ impl Scheduler<'_> {
 impl Summary {
     /// The lines printed when the daemon stops.
     pub fn lines(&self) -> Vec<String> {
-        let total: u32 = self.placed.values().sum();
-        let per: Vec<String> = self
-            .placed
-            .iter()
-            .map(|(n, c)| format!("{n}: {c}"))
-            .collect();
-        let mut out = vec![format!(
-            "placed {total} call(s){}",
-            if per.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", per.join(", "))
-            }
-        )];
+        let mut out = vec![crate::engine::placed_line(&self.placed)];
         if self.refused > 0 {
             out.push(format!("{} call(s) refused by the carrier", self.refused));
         }

@@ -317,6 +317,20 @@ impl Session {
     }
 }
 
+/// `placed N call(s) (campaign: n, …)`: the first line of the batch's and the daemon's summary.
+pub fn placed_line(by_campaign: &std::collections::BTreeMap<String, u32>) -> String {
+    let total: u32 = by_campaign.values().sum();
+    let per: Vec<String> = by_campaign
+        .iter()
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect();
+    if per.is_empty() {
+        format!("placed {total} call(s)")
+    } else {
+        format!("placed {total} call(s) ({})", per.join(", "))
+    }
+}
+
 /// Binds the callback server. Port 0 (tests) binds a free port, and `public_url` becomes the
 /// bound address — only where the carrier is local (the built-in simulator, or `twilio.api_base`
 /// on a loopback address): Twilio itself must be told a URL that reaches us.

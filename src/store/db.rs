@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Result, Store, StoreError, Tx, Writer};
+use super::{Result, Store, StoreError, Writer};
 
 /// Read connections kept open between uses.
 const IDLE_READERS: usize = 8;
 
-/// The writer plus a pool of readers; cheap to clone.
+/// The writer plus a pool of readers; cheap to clone. Writes are the [`Writer`]'s methods
+/// (`db.write(..)`, `db.write_durable(..)`, `db.write_blocking(..)`), reached through `Deref`.
 #[derive(Clone, Debug)]
 pub struct Db {
     writer: Writer,
@@ -43,42 +44,6 @@ impl Db {
         &self.writer
     }
 
-    /// Runs `f` in the writer's next transaction; resolves once it is committed.
-    pub async fn write<R, E>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
-    ) -> std::result::Result<R, E>
-    where
-        R: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        self.writer.write(f).await
-    }
-
-    /// [`Db::write`], synced to disk before the answer (a claim: SPEC §10 durable claim).
-    pub async fn write_durable<R, E>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
-    ) -> std::result::Result<R, E>
-    where
-        R: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        self.writer.write_durable(f).await
-    }
-
-    /// [`Db::write`] for synchronous callers.
-    pub fn write_blocking<R, E>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> std::result::Result<R, E> + Send + 'static,
-    ) -> std::result::Result<R, E>
-    where
-        R: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        self.writer.write_blocking(f)
-    }
-
     /// Runs `f` with a read connection on the blocking pool.
     pub async fn read<R, E>(
         &self,
@@ -103,6 +68,14 @@ impl Db {
         E: From<StoreError>,
     {
         self.readers.with(f)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = Writer;
+
+    fn deref(&self) -> &Writer {
+        &self.writer
     }
 }
 
