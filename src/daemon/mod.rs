@@ -591,7 +591,7 @@ impl Scheduler<'_> {
                     self.writes_failing_since = Some(Instant::now());
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         Ok(())
     }
