@@ -169,13 +169,13 @@ echo "LISTED=$("$DIALER" dnc list | grep -c 12125550199)"
 
 /// A separate `dialer simulator` process (outside the namespace: `unshare -rm` keeps the
 /// network, so the daemon inside reaches it over loopback); killed on drop.
-struct Simulator {
+pub(crate) struct Simulator {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Simulator {
-    fn start(t: &Test, table: &str) -> Simulator {
+    pub(crate) fn start(t: &Test, table: &str) -> Simulator {
         use std::io::BufRead;
         t.write("sim.toml", format!("[simulator]\n{table}\n"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialer"))

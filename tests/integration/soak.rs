@@ -1,6 +1,7 @@
 //! Soak (SPEC §10 "long ones documented"): `dialer run daemon` runs as a child process for
-//! `DIALER_SOAK_SECS` (default 1800) at a steady `calls_per_second` against its built-in
-//! simulator with faults on (dropped, duplicated and reordered callbacks, some 429 and 500
+//! `DIALER_SOAK_SECS` (default 1800) at a steady `calls_per_second` against a `dialer
+//! simulator` process (so the daemon's /proc figures are its own, without the simulator's
+//! request log) with faults on (dropped, duplicated and reordered callbacks, some 429 and 500
 //! answers), while the test samples every few seconds the daemon's resident memory
 //! (`/proc/PID/status` VmRSS), its open file descriptors (`/proc/PID/fd`) and the size of the
 //! SQLite WAL file. It prints the samples and asserts they stay flat after a warm-up: no leak of
@@ -11,7 +12,8 @@
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use crate::calls::TestDir as Dir;
+use crate::disk::Simulator;
+use crate::harness::Test as Dir;
 
 /// Calls placed per second, steady.
 const RATE: f64 = 4.0;
@@ -34,7 +36,7 @@ fn sample(pid: u32, dir: &Dir, at: Duration) -> Option<Sample> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())?;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    let wal_bytes = std::fs::metadata(dir.file("dialer.db-wal")).map_or(0, |m| m.len());
+    let wal_bytes = std::fs::metadata(dir.join("dialer.db-wal")).map_or(0, |m| m.len());
     Some(Sample {
         at,
         rss_kb,
@@ -60,14 +62,23 @@ fn the_daemon_stays_flat_in_memory_fds_and_wal_over_a_long_run_with_faults() {
         .unwrap_or(1800);
     let duration = Duration::from_secs(secs);
     let warm_up = Duration::from_secs((secs / 10).clamp(10, 120));
-    let dir = Dir::new();
+    let dir = Dir::without_config();
+    let sim = Simulator::start(
+        &dir,
+        "seed = 41\ntime_scale = 0.01\n\n\
+         [[simulator.rules]]\npattern = \"+121250*\"\nbehavior = \"human\"\n\n\
+         [[simulator.rules]]\npattern = \"+121251*\"\nbehavior = \"busy\"\n\n\
+         [simulator.faults]\nrate_429 = 0.03\nrate_500 = 0.02\nrate_500_created = 0.01\n\
+         drop_callback_rate = 0.05\nduplicate_callback_rate = 0.1\n\
+         reorder_callback_rate = 0.1\n",
+    );
     // more contacts than the run can dial, so it dials the whole time
     let contacts = (secs as f64 * RATE * 1.2) as usize + 100;
     let mut csv = String::from("phone,name\n");
     for i in 0..contacts {
         csv.push_str(&format!("+1212{:07},Contact {i}\n", 5_000_000 + i));
     }
-    dir.write("c.csv", &csv);
+    dir.write("c.csv", csv);
     dir.write(
         "c.json",
         r#"{"name": "soak", "message": "hello", "calling_hours_start": "00:00",
@@ -80,24 +91,25 @@ fn the_daemon_stays_flat_in_memory_fds_and_wal_over_a_long_run_with_faults() {
              [dialer]\ncalls_per_second = {RATE:.1}\nmax_concurrent_calls = 50\n\
              shutdown_grace = \"10s\"\n\n\
              [[campaign]]\nfile = \"c.json\"\ncontacts = \"c.csv\"\n\n\
-             [simulator]\nseed = 41\ntime_scale = 0.01\n\n\
-             [[simulator.rules]]\npattern = \"+121250*\"\nbehavior = \"human\"\n\n\
-             [[simulator.rules]]\npattern = \"+121251*\"\nbehavior = \"busy\"\n\n\
-             [simulator.faults]\nrate_429 = 0.03\nrate_500 = 0.02\nrate_500_created = 0.01\n\
-             drop_callback_rate = 0.05\nduplicate_callback_rate = 0.1\n\
-             reorder_callback_rate = 0.1\n"
+             [carrier]\nkind = \"twilio\"\n\n[twilio]\napi_base = \"{}\"\n\
+             account_sid = \"AC00000000000000000000000000000000\"\n\
+             auth_token = \"simulator-auth-token\"\n",
+            sim.base
         ),
     );
-    let mut child = dir
-        .dialer(&["-v", "run", "daemon"])
-        .stdout(File::create(dir.file("daemon.stdout")).expect("stdout file"))
-        .stderr(File::create(dir.file("daemon.stderr")).expect("stderr file"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialer"))
+        .current_dir(dir.path())
+        .args(["-v", "run", "daemon"])
+        .env_remove("DIALER_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(File::create(dir.join("daemon.stdout")).expect("stdout file"))
+        .stderr(File::create(dir.join("daemon.stderr")).expect("stderr file"))
         .spawn()
         .expect("spawn dialer run daemon");
     let pid = child.id();
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
-    let log = |dir: &Dir| std::fs::read_to_string(dir.file("daemon.stderr")).unwrap_or_default();
+    let log = |dir: &Dir| std::fs::read_to_string(dir.join("daemon.stderr")).unwrap_or_default();
     while started.elapsed() < duration {
         std::thread::sleep(EVERY);
         if let Some(status) = child.try_wait().expect("poll daemon") {
@@ -112,7 +124,7 @@ fn the_daemon_stays_flat_in_memory_fds_and_wal_over_a_long_run_with_faults() {
         .args(["-TERM", &pid.to_string()])
         .status();
     let status = child.wait().expect("wait for the daemon");
-    let stdout = std::fs::read_to_string(dir.file("daemon.stdout")).unwrap_or_default();
+    let stdout = std::fs::read_to_string(dir.join("daemon.stdout")).unwrap_or_default();
 
     let after: Vec<Sample> = samples
         .iter()
