@@ -35,6 +35,12 @@ pub const ACCOUNT_RETRY: Duration = Duration::from_secs(60);
 /// How long a campaign held by its own concurrency cap waits before it is offered again (a
 /// freed slot wakes the loop sooner).
 const HELD_RETRY: Duration = Duration::from_millis(250);
+/// How long placing waits after a write to the database failed (full disk, I/O error) before
+/// it tries again.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
+/// After writes failed, how long open attempts are reconciled every [`WRITE_RETRY`] with no
+/// grace: callbacks answered 500 while the disk was full are not delivered again.
+const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How the daemon runs.
 #[derive(Debug, Clone, Default)]
@@ -143,6 +149,9 @@ pub async fn run(
         account_down_since: None,
         last_account_check: None,
         paused_until: None,
+        writes_failing_since: None,
+        write_retry_at: None,
+        catch_up_until: None,
     };
     let looped = sched.run_loop(&shutdown).await;
     let drained = sched.drain().await;
@@ -193,6 +202,35 @@ struct Scheduler<'a> {
     last_account_check: Option<Instant>,
     /// The circuit breaker holds every placement until then.
     paused_until: Option<Instant>,
+    /// Since when writes to the database have been failing (full disk, I/O error): placing
+    /// waits [`WRITE_RETRY`] between tries; callbacks are served meanwhile.
+    writes_failing_since: Option<Instant>,
+    write_retry_at: Option<Instant>,
+    /// Until then, after writes failed, attempts are reconciled often and without grace.
+    catch_up_until: Option<Instant>,
+}
+
+/// Whether a store error is a write the database could not take now (full disk, I/O error,
+/// read-only or busy file): the daemon waits and tries again instead of stopping. Nothing was
+/// committed, so nothing is half-written: an uncommitted claim leaves its contact due, a claimed
+/// attempt left open is settled by its callbacks or by reconciliation.
+fn write_failed(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode;
+    match e {
+        StoreError::Commit(_) => true,
+        StoreError::Sql(e) => matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::CannotOpen
+            )
+        ),
+        _ => false,
+    }
 }
 
 impl Scheduler<'_> {
@@ -211,6 +249,17 @@ impl Scheduler<'_> {
             if self.carrier_blocked(shutdown).await? {
                 if shutdown.is_cancelled() {
                     break 'outer;
+                }
+                continue;
+            }
+            if let Some(at) = self.write_retry_at.take().filter(|at| *at > Instant::now()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                        self.finished(done)?;
+                        self.write_retry_at = Some(at);
+                    }
                 }
                 continue;
             }
@@ -284,6 +333,9 @@ impl Scheduler<'_> {
                 }
                 self.collect_finished()?;
                 self.show_status(false).await?;
+                if self.write_retry_at.is_some() {
+                    break;
+                }
             }
             // a CLI change (pause, DNC) is seen before the next round
             self.refresh().await?;
@@ -359,12 +411,28 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    /// Counts a finished placement; a store failure stops the daemon.
+    /// Counts a finished placement. A write the database could not take (full disk) holds
+    /// placing for [`WRITE_RETRY`]; any other store failure stops the daemon.
     fn finished(&mut self, done: Result<Placement, tokio::task::JoinError>) -> Result<()> {
         let done = done?;
         self.pending.remove(&done.contact.id);
         let name = done.campaign.name().to_owned();
-        match done.placed? {
+        let placed = match done.placed {
+            Ok(placed) => placed,
+            Err(e) if write_failed(&e) => {
+                self.write_failed(&e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(since) = self.writes_failing_since.take() {
+            tracing::info!(
+                after = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                "the database takes writes again: placing resumed; reconciling open attempts"
+            );
+            self.catch_up();
+        }
+        match placed {
             Placed::Created { attempt } => {
                 tracing::info!(campaign = %name, attempt, to = %mask(&done.contact.phone), "call placed");
                 emit(
@@ -382,6 +450,24 @@ impl Scheduler<'_> {
             Placed::AccountDown { .. } | Placed::RateLimited | Placed::Skipped => {}
         }
         Ok(())
+    }
+
+    /// A write failed: placing waits [`WRITE_RETRY`]; one error line per outage.
+    fn write_failed(&mut self, e: &StoreError) {
+        if self.writes_failing_since.is_none() {
+            tracing::error!(error = %e, "cannot write to the database: placing paused, trying again every {}; callbacks that cannot be stored are answered 500 and their attempts reconciled later", humantime::format_duration(WRITE_RETRY));
+            self.writes_failing_since = Some(Instant::now());
+        } else {
+            tracing::debug!(error = %e, "the database still takes no writes");
+        }
+        self.write_retry_at = Some(Instant::now() + WRITE_RETRY);
+    }
+
+    /// After an outage of writes: reconcile at once, then every [`WRITE_RETRY`] for
+    /// [`CATCH_UP`], without grace (the callbacks lost meanwhile are not sent again).
+    fn catch_up(&mut self) {
+        self.catch_up_until = Some(Instant::now() + CATCH_UP);
+        self.last_reconcile = Instant::now() - self.reconcile_every;
     }
 
     fn campaign(&self, id: i64) -> Option<&CampaignState> {
@@ -485,11 +571,28 @@ impl Scheduler<'_> {
     /// Every `reconcile_every` ([`RECONCILE_EVERY`]): reconciles attempts whose callbacks were
     /// lost.
     async fn reconcile_stale(&mut self) -> Result<()> {
-        if self.last_reconcile.elapsed() < self.reconcile_every {
+        let catching_up = self.catch_up_until.is_some_and(|u| u > Instant::now());
+        let (every, grace) = if catching_up {
+            (WRITE_RETRY.min(self.reconcile_every), Duration::ZERO)
+        } else {
+            self.catch_up_until = None;
+            (self.reconcile_every, self.stale_grace)
+        };
+        if self.last_reconcile.elapsed() < every {
             return Ok(());
         }
         self.last_reconcile = Instant::now();
-        self.summary.reconciled += self.session.reconcile_stale(self.stale_grace).await?;
+        match self.session.reconcile_stale(grace).await {
+            Ok(n) => self.summary.reconciled += n,
+            // the disk is full again: the next round tries again
+            Err(e) if e.downcast_ref::<StoreError>().is_some_and(write_failed) => {
+                tracing::warn!(error = %e, "cannot reconcile open attempts now");
+                if self.writes_failing_since.is_none() {
+                    self.writes_failing_since = Some(Instant::now());
+                }
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 

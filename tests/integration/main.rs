@@ -19,6 +19,7 @@ mod imports;
 mod limits;
 mod plan;
 mod simulator;
+mod soak;
 
 /// The contacts generator, compiled in so its numbers can be checked.
 #[path = "../../examples/gen_contacts.rs"]
