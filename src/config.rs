@@ -496,6 +496,22 @@ mod tests {
         );
     }
 
+    /// SPEC §10: with the real Twilio the server never starts with signature checking off. No
+    /// setting turns it off; any attempt to is an unknown key, refused before anything starts.
+    #[test]
+    fn signature_checking_cannot_be_turned_off() {
+        for (table, key) in [
+            ("server", "validate_signatures"),
+            ("server", "check_signatures"),
+            ("twilio", "skip_signature_check"),
+            ("dialer", "verify_signatures"),
+        ] {
+            let text = format!("[carrier]\nkind = \"twilio\"\n[{table}]\n{key} = false\n");
+            let err = parse(&text).expect_err("refused").to_string();
+            assert!(err.contains(&format!("unknown field `{key}`")), "{err}");
+        }
+    }
+
     #[test]
     fn bad_values_name_the_field() {
         let err = parse("[dialer]\ndefault_timezone = \"Mars/Olympus\"\n")
