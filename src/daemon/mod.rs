@@ -210,29 +210,6 @@ struct Scheduler<'a> {
     catch_up_until: Option<Instant>,
 }
 
-/// Whether a store error is a write the database could not take now (full disk, I/O error,
-/// read-only or busy file): the daemon waits and tries again instead of stopping. Nothing was
-/// committed, so nothing is half-written: an uncommitted claim leaves its contact due, a claimed
-/// attempt left open is settled by its callbacks or by reconciliation.
-fn write_failed(e: &StoreError) -> bool {
-    use rusqlite::ErrorCode;
-    match e {
-        StoreError::Commit(_) => true,
-        StoreError::Sql(e) => matches!(
-            e.sqlite_error_code(),
-            Some(
-                ErrorCode::DiskFull
-                    | ErrorCode::SystemIoFailure
-                    | ErrorCode::ReadOnly
-                    | ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::CannotOpen
-            )
-        ),
-        _ => false,
-    }
-}
-
 impl Scheduler<'_> {
     async fn run_loop(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let flight = self.session.shared().in_flight.clone();
@@ -419,7 +396,7 @@ impl Scheduler<'_> {
         let name = done.campaign.name().to_owned();
         let placed = match done.placed {
             Ok(placed) => placed,
-            Err(e) if write_failed(&e) => {
+            Err(e) if e.is_write_unavailable() => {
                 self.write_failed(&e);
                 return Ok(());
             }
@@ -585,7 +562,10 @@ impl Scheduler<'_> {
         match self.session.reconcile_stale(grace).await {
             Ok(n) => self.summary.reconciled += n,
             // the disk is full again: the next round tries again
-            Err(e) if e.downcast_ref::<StoreError>().is_some_and(write_failed) => {
+            Err(e)
+                if e.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_write_unavailable) =>
+            {
                 tracing::warn!(error = %e, "cannot reconcile open attempts now");
                 if self.writes_failing_since.is_none() {
                     self.writes_failing_since = Some(Instant::now());

@@ -74,6 +74,31 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// Whether this is a write the database could not take now (full disk, I/O error,
+    /// read-only or busy file): the daemon waits and tries again instead of stopping. Nothing
+    /// was committed, so nothing is half-written: an uncommitted claim leaves its contact due,
+    /// a claimed attempt left open is settled by its callbacks or by reconciliation.
+    pub fn is_write_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Commit(_) => true,
+            StoreError::Sql(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    ErrorCode::DiskFull
+                        | ErrorCode::SystemIoFailure
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::DatabaseBusy
+                        | ErrorCode::DatabaseLocked
+                        | ErrorCode::CannotOpen
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// An SQLite error in one sentence: the faults an operator can fix are named with their fix;
 /// anything else is SQLite's own message.
 pub fn describe(e: &rusqlite::Error) -> String {
