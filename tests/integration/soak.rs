@@ -86,7 +86,7 @@ fn the_daemon_stays_flat_in_memory_fds_and_wal_over_a_long_run_with_faults() {
     );
     dir.write(
         "dialer.toml",
-        &format!(
+        format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n\
              [dialer]\ncalls_per_second = {RATE:.1}\nmax_concurrent_calls = 50\n\
              shutdown_grace = \"10s\"\n\n\
