@@ -38,8 +38,8 @@ const HELD_RETRY: Duration = Duration::from_millis(250);
 /// How long placing waits after a write to the database failed (full disk, I/O error) before
 /// it tries again.
 const WRITE_RETRY: Duration = Duration::from_secs(1);
-/// After writes failed, how long open attempts are reconciled every [`WRITE_RETRY`] with no
-/// grace: callbacks answered 500 while the disk was full are not delivered again.
+/// After writes failed, how long open attempts with a call are reconciled every [`WRITE_RETRY`]
+/// with no grace: callbacks answered 500 while the disk was full are not delivered again.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How the daemon runs.
@@ -441,7 +441,8 @@ impl Scheduler<'_> {
     }
 
     /// After an outage of writes: reconcile at once, then every [`WRITE_RETRY`] for
-    /// [`CATCH_UP`], without grace (the callbacks lost meanwhile are not sent again).
+    /// [`CATCH_UP`], without grace for attempts with a call (the callbacks lost meanwhile are
+    /// not sent again).
     fn catch_up(&mut self) {
         self.catch_up_until = Some(Instant::now() + CATCH_UP);
         self.last_reconcile = Instant::now() - self.reconcile_every;
@@ -549,7 +550,9 @@ impl Scheduler<'_> {
     /// lost.
     async fn reconcile_stale(&mut self) -> Result<()> {
         let catching_up = self.catch_up_until.is_some_and(|u| u > Instant::now());
-        let (every, grace) = if catching_up {
+        // the grace is waived only for attempts with a call, which the carrier can be asked
+        // about; one without may still be placing (a create retried after an unknown outcome)
+        let (every, with_call) = if catching_up {
             (WRITE_RETRY.min(self.reconcile_every), Duration::ZERO)
         } else {
             self.catch_up_until = None;
@@ -559,7 +562,11 @@ impl Scheduler<'_> {
             return Ok(());
         }
         self.last_reconcile = Instant::now();
-        match self.session.reconcile_stale(grace).await {
+        match self
+            .session
+            .reconcile_stale_with(with_call, self.stale_grace)
+            .await
+        {
             Ok(n) => self.summary.reconciled += n,
             // the disk is full again: the next round tries again
             Err(e)

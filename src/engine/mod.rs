@@ -241,8 +241,19 @@ impl Session {
     /// timeout + `grace`; without one, longer than ring timeout + max duration + `grace` — and
     /// frees in-flight slots of attempts that ended unseen.
     pub async fn reconcile_stale(&self, grace: Duration) -> Result<usize> {
+        self.reconcile_stale_with(grace, grace).await
+    }
+
+    /// [`Session::reconcile_stale`] with its own grace for attempts with a call (`with_call`)
+    /// and without one (`without_call`: the placement may still be under way).
+    pub async fn reconcile_stale_with(
+        &self,
+        with_call: Duration,
+        without_call: Duration,
+    ) -> Result<usize> {
         let now = self.now();
-        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let grace = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let (with_call, without_call) = (grace(with_call), grace(without_call));
         let s = self.shared.clone();
         let (open, stale) = self
             .shared
@@ -259,11 +270,14 @@ impl Session {
                     // callback was lost — and its concurrency slot — for hours. Without a SID
                     // the placement may still be under way (a create retried after an unknown
                     // outcome): only then the longest call is waited for.
-                    let secs = match a.call_sid {
-                        Some(_) => i64::from(c.ring_timeout),
-                        None => i64::from(c.ring_timeout) + i64::from(c.max_call_duration),
+                    let (secs, grace) = match a.call_sid {
+                        Some(_) => (i64::from(c.ring_timeout), &with_call),
+                        None => (
+                            i64::from(c.ring_timeout) + i64::from(c.max_call_duration),
+                            &without_call,
+                        ),
                     };
-                    let limit = chrono::Duration::seconds(secs).checked_add(&grace);
+                    let limit = chrono::Duration::seconds(secs).checked_add(grace);
                     if limit.is_some_and(|limit| now - a.started_at > limit) {
                         stale.push((a.clone(), c.rules.clone()));
                     }

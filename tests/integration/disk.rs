@@ -317,7 +317,7 @@ rm small/filler
 echo FREED_LINE=$(wc -l < daemon.err)
 done_count() {{ "$DIALER" plan --format csv 2>/dev/null | grep -cE ',(completed|exhausted),'; }}
 i=0
-while [ "$(done_count)" -lt {N} ] && [ $i -lt 200 ] && kill -0 $PID 2>/dev/null; do i=$((i+1)); sleep 0.2; done
+while [ "$(done_count)" -lt {N} ] && [ $i -lt 450 ] && kill -0 $PID 2>/dev/null; do i=$((i+1)); sleep 0.2; done
 echo DONE=$(done_count)
 echo ALIVE_AFTER=$(alive)
 echo PLACED_AFTER=$(placed)
