@@ -36,7 +36,10 @@ fn parse_rfc2822(s: Option<&str>) -> Option<DateTime<Utc>> {
 }
 
 /// The calls to `phone` the carrier created since `since` (5 s of clock skew allowed), oldest
-/// first: `GET /Calls.json?To=…&StartTime>=…` (SPEC §5.5).
+/// first: `GET /Calls.json?To=…` (newest first, one page of 1,000), filtered by `DateCreated`.
+/// No `StartTime>=` filter: a call still `queued` has no start time yet, Twilio leaves it out of
+/// such a list, and an attempt whose call is about to ring would be ended "dial interrupted" —
+/// and its contact dialed again.
 pub(crate) async fn calls_since(
     client: &Client,
     phone: &str,
@@ -44,7 +47,7 @@ pub(crate) async fn calls_since(
 ) -> Result<Vec<Call>, TwilioError> {
     let filter = ListCalls {
         to: Some(phone.to_owned()),
-        start_time_on_or_after: Some(since.date_naive()),
+        start_time_on_or_after: None,
     };
     let calls = client.list_calls(&filter).await?;
     let since = since - ChronoDuration::seconds(5);
@@ -315,5 +318,66 @@ mod tests {
             ("failed", "dial interrupted")
         );
         assert_eq!(db.count_open_attempts(None).expect("count"), 0);
+    }
+
+    /// A call still `queued` has no start time: a `StartTime>=` list left it out, so the restart
+    /// ended its attempt "dial interrupted" while the call went on to ring (and the contact could
+    /// be dialed again). Found by the crash test.
+    #[tokio::test]
+    async fn a_queued_call_without_a_start_time_is_linked_not_interrupted() {
+        let sim = Simulator::start(
+            SimConfig {
+                // ten real seconds per simulated one: the call stays queued for seconds
+                time_scale: 10.0,
+                ..SimConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("simulator");
+        let client = Client::new(
+            sim.base_url(),
+            sim.account_sid(),
+            sim.auth_token(),
+            ClientOptions::default(),
+        )
+        .expect("client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("q.db")).expect("store");
+        let now = SystemClock.now();
+        let attempt = db
+            .write(move |tx| {
+                let (cid, _) = tx.upsert_campaign("r", CAMPAIGN, false, now)?;
+                tx.import_contacts(cid, "r.csv", &[contact("+12125550109")], now)?;
+                tx.claim_attempt(1, 0, now)
+            })
+            .await
+            .expect("claim")
+            .expect("claimed");
+        // the create went out, the process died before the SID was stored
+        let sid = create(&client, "+12125550109").await;
+        let queued = client.fetch_call(&sid).await.expect("fetch");
+        assert_eq!(queued.status.as_deref(), Some("queued"));
+
+        let url = url::Url::parse("http://127.0.0.1:1").expect("url");
+        let state = Shared::new(
+            db,
+            &url,
+            Secret::new("x"),
+            chrono_tz::UTC,
+            Arc::new(SystemClock),
+        );
+        assert_eq!(reconcile_open(&state, &client).await.expect("reconcile"), 0);
+        let row = Store::open_reader(state.db.path())
+            .expect("reader")
+            .attempt(attempt.id)
+            .expect("read")
+            .expect("attempt");
+        assert_eq!(
+            row.call_sid.as_deref(),
+            Some(sid.as_str()),
+            "linked to its call"
+        );
+        assert!(row.ended_at.is_none(), "still open: the call goes on");
     }
 }

@@ -291,8 +291,10 @@ impl Client {
             if let Some(to) = &filter.to {
                 query.append_pair("To", to);
             }
+            // Twilio's parameter is `StartTime>` (on or after), written `StartTime>=DATE` in
+            // its docs: the `=` there is the query's own
             if let Some(day) = filter.start_time_on_or_after {
-                query.append_pair("StartTime>=", &day.format("%Y-%m-%d").to_string());
+                query.append_pair("StartTime>", &day.format("%Y-%m-%d").to_string());
             }
             query.append_pair("PageSize", &LIST_PAGE_SIZE.to_string());
             query.finish()
@@ -811,7 +813,7 @@ mod tests {
         assert_eq!(
             reqs[0].path,
             format!(
-                "/2010-04-01/Accounts/{SID}/Calls.json?To=%2B34600111222&StartTime%3E%3D=2026-03-01&PageSize=1000"
+                "/2010-04-01/Accounts/{SID}/Calls.json?To=%2B34600111222&StartTime%3E=2026-03-01&PageSize=1000"
             )
         );
         assert_eq!(
