@@ -178,6 +178,21 @@ mod tests {
         }
     }
 
+    /// A simulator in this process and a client for it (the simulator must outlive the test).
+    async fn carrier(config: SimConfig) -> (Simulator, Client) {
+        let sim = Simulator::start(config, Arc::new(SystemClock))
+            .await
+            .expect("simulator");
+        let client = Client::new(
+            sim.base_url(),
+            sim.account_sid(),
+            sim.auth_token(),
+            ClientOptions::default(),
+        )
+        .expect("client");
+        (sim, client)
+    }
+
     async fn create(client: &Client, to: &str) -> String {
         let req = CreateCall {
             to: to.into(),
@@ -194,28 +209,17 @@ mod tests {
     #[tokio::test]
     async fn open_attempts_are_settled_from_the_carrier_record() {
         let busy = "+12125550101";
-        let sim = Simulator::start(
-            SimConfig {
-                time_scale: 0.001,
-                rules: vec![Rule {
-                    pattern: "*".into(),
-                    behavior: BehaviorKind::Busy,
-                    digits: vec![],
-                    speech: vec![],
-                }],
-                ..SimConfig::default()
-            },
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("simulator");
-        let client = Client::new(
-            sim.base_url(),
-            sim.account_sid(),
-            sim.auth_token(),
-            ClientOptions::default(),
-        )
-        .expect("client");
+        let (_sim, client) = carrier(SimConfig {
+            time_scale: 0.001,
+            rules: vec![Rule {
+                pattern: "*".into(),
+                behavior: BehaviorKind::Busy,
+                digits: vec![],
+                speech: vec![],
+            }],
+            ..SimConfig::default()
+        })
+        .await;
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = SystemClock;
         let db = Db::open(&dir.path().join("r.db")).expect("store");
@@ -325,23 +329,12 @@ mod tests {
     /// be dialed again). Found by the crash test.
     #[tokio::test]
     async fn a_queued_call_without_a_start_time_is_linked_not_interrupted() {
-        let sim = Simulator::start(
-            SimConfig {
-                // ten real seconds per simulated one: the call stays queued for seconds
-                time_scale: 10.0,
-                ..SimConfig::default()
-            },
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("simulator");
-        let client = Client::new(
-            sim.base_url(),
-            sim.account_sid(),
-            sim.auth_token(),
-            ClientOptions::default(),
-        )
-        .expect("client");
+        let (_sim, client) = carrier(SimConfig {
+            // ten real seconds per simulated one: the call stays queued for seconds
+            time_scale: 10.0,
+            ..SimConfig::default()
+        })
+        .await;
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(&dir.path().join("q.db")).expect("store");
         let now = SystemClock.now();
