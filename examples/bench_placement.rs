@@ -80,10 +80,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(dir.join("dialer.db-wal"));
     let _ = std::fs::remove_file(dir.join("dialer.db-shm"));
 
-    // every number answers as a human at once; the whole call takes a few milliseconds
+    // every number answers as a human at once; the whole call takes a few milliseconds; the
+    // simulator remembers every create of the run (its log is what is measured)
     std::fs::write(
         dir.join("sim.toml"),
-        "[simulator]\nseed = 1\ntime_scale = 0.001\n\n[simulator.mix]\n\
+        "[simulator]\nseed = 1\ntime_scale = 0.001\nhistory = 2000000\n\n[simulator.mix]\n\
          busy = 0\nno_answer = 0\nfailed = 0\nmachine = 0\nsilent = 0\n",
     )?;
     let mut sim = Guard(

@@ -48,6 +48,9 @@ pub const MAX_TIME_SCALE: f64 = 100.0;
 /// `simulator.faults.slow_ms`.
 pub const MAX_SLOW_MS: u64 = 600_000;
 
+/// `simulator.history`: calls (and create requests) the simulator remembers.
+pub const SIM_HISTORY: RangeInclusive<usize> = 100..=10_000_000;
+
 /// Why a duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {

@@ -136,7 +136,7 @@ async fn create(
         Err(e) => (e.status, e.created_sid.clone(), Some(e.code), None),
     };
     // logged before a held-back answer: the client may hang up before it is sent
-    state.shared.requests().push(CreateRequestLog {
+    state.shared.log_request(CreateRequestLog {
         received_at: received_at.to_rfc3339(),
         params,
         status: status.as_u16(),
@@ -216,11 +216,9 @@ async fn create_call(
         slow_answer: fault == CreateFault::SlowAnswer,
     };
     {
-        let mut book = shared.book();
-        let position = book.calls.len();
-        book.index.insert(sid.clone(), position);
-        book.calls.push(record.clone());
-        book.hangups.insert(sid.clone(), hangup.clone());
+        shared
+            .book()
+            .add(record.clone(), hangup.clone(), config.history);
     }
     let plan = CallPlan {
         sid,
@@ -292,11 +290,7 @@ async fn update(
     let wanted = param(&params, "Status");
     let hangup = {
         let book = state.shared.book();
-        let record = book
-            .index
-            .get(sid)
-            .map(|i| &book.calls[*i])
-            .ok_or_else(|| ApiError::not_found(&uri))?;
+        let record = book.get(sid).ok_or_else(|| ApiError::not_found(&uri))?;
         let live = matches!(record.status, CallStatus::Queued | CallStatus::Ringing);
         match wanted {
             Some("canceled") if live => book.hangups.get(sid).cloned(),

@@ -286,10 +286,10 @@ impl Call {
             return self.finish(CallStatus::Completed, None);
         }
         let started = {
-            let book = self.shared.book();
-            book.index
+            self.shared
+                .book()
                 .get(&self.sid)
-                .is_some_and(|i| book.calls[*i].start_time.is_some())
+                .is_some_and(|c| c.start_time.is_some())
         };
         if !started {
             self.p.status_callback = None;

@@ -38,7 +38,18 @@ pub struct SimConfig {
     /// Fault injection.
     #[serde(default)]
     pub faults: Faults,
+    /// How many calls (and create requests) the simulator remembers, newest first; older ones
+    /// are gone from fetch and list. Bounds the memory of a simulator that runs for days.
+    #[serde(default = "default_history")]
+    pub history: usize,
 }
+
+fn default_history() -> usize {
+    DEFAULT_HISTORY
+}
+
+/// Calls the simulator remembers unless `simulator.history` says otherwise.
+pub const DEFAULT_HISTORY: usize = 10_000;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -50,6 +61,7 @@ impl Default for SimConfig {
             rules: Vec::new(),
             mix: Mix::default(),
             faults: Faults::default(),
+            history: default_history(),
         }
     }
 }
@@ -250,6 +262,12 @@ pub enum SimConfigError {
     )]
     TimeScale(f64),
     #[error(
+        "`simulator.history` {0} must be from {min} to {max} (calls remembered)",
+        min = bounds::SIM_HISTORY.start(),
+        max = bounds::SIM_HISTORY.end()
+    )]
+    History(usize),
+    #[error(
         "`simulator.faults.slow_ms` {0} must be at most {max} (10 minutes)",
         max = bounds::MAX_SLOW_MS
     )]
@@ -293,6 +311,9 @@ impl SimConfig {
             && self.time_scale <= bounds::MAX_TIME_SCALE)
         {
             return Err(SimConfigError::TimeScale(self.time_scale));
+        }
+        if !bounds::SIM_HISTORY.contains(&self.history) {
+            return Err(SimConfigError::History(self.history));
         }
         if self.faults.slow_ms > bounds::MAX_SLOW_MS {
             return Err(SimConfigError::SlowMs(self.faults.slow_ms));

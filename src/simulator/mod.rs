@@ -14,7 +14,7 @@ mod record;
 mod tests;
 mod twiml;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -62,21 +62,56 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     book: Mutex<Book>,
-    requests: Mutex<Vec<CreateRequestLog>>,
+    /// The newest `history` create requests.
+    requests: Mutex<VecDeque<CreateRequestLog>>,
     /// Cancelled when the simulator stops: call tasks end without further callbacks.
     stop: CancellationToken,
     /// `faults.account_suspended`, changeable while running.
     suspended: std::sync::atomic::AtomicBool,
 }
 
+/// The calls the simulator remembers: the newest `history` of them (SimConfig::history), so a
+/// simulator that runs for days (the built-in one, inside a daemon) does not grow with every
+/// call. A call dropped from the history is gone from fetch and list, like a deleted call.
 #[derive(Default)]
 struct Book {
-    calls: Vec<CallRecord>,
-    index: HashMap<String, usize>,
+    calls: VecDeque<CallRecord>,
+    /// The creation number of `calls[0]`: how many calls were dropped from the history.
+    first: u64,
+    /// SID → creation number.
+    index: HashMap<String, u64>,
     /// Create requests seen per `To` (raw parameter), the per-number part of each call's seed.
     per_number: HashMap<String, u64>,
-    /// Per call: cancelled by a `Status` update to hang the call up.
+    /// Per call in the history: cancelled by a `Status` update to hang the call up.
     hangups: HashMap<String, CancellationToken>,
+}
+
+impl Book {
+    fn get(&self, sid: &str) -> Option<&CallRecord> {
+        let n = *self.index.get(sid)?;
+        self.calls.get(usize::try_from(n - self.first).ok()?)
+    }
+
+    fn get_mut(&mut self, sid: &str) -> Option<&mut CallRecord> {
+        let n = *self.index.get(sid)?;
+        self.calls.get_mut(usize::try_from(n - self.first).ok()?)
+    }
+
+    /// Records a new call, dropping the oldest ones beyond `history`.
+    fn add(&mut self, record: CallRecord, hangup: CancellationToken, history: usize) {
+        while self.calls.len() >= history.max(1) {
+            let Some(old) = self.calls.pop_front() else {
+                break;
+            };
+            self.index.remove(&old.sid);
+            self.hangups.remove(&old.sid);
+            self.first += 1;
+        }
+        let n = self.first + self.calls.len() as u64;
+        self.index.insert(record.sid.clone(), n);
+        self.hangups.insert(record.sid.clone(), hangup);
+        self.calls.push_back(record);
+    }
 }
 
 /// The simulator could not start.
@@ -107,7 +142,7 @@ impl SimState {
             clock,
             http,
             book: Mutex::new(Book::default()),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
             stop: CancellationToken::new(),
             suspended: std::sync::atomic::AtomicBool::new(config.faults.account_suspended),
             config,
@@ -117,28 +152,24 @@ impl SimState {
         })
     }
 
-    /// Every Calls create request received so far, oldest first.
+    /// The Calls create requests received (the newest `history` of them), oldest first.
     pub fn requests(&self) -> Vec<CreateRequestLog> {
-        self.shared.requests().clone()
+        self.shared.requests().iter().cloned().collect()
     }
 
     /// The current JSON of a call, as `GET /Calls/{Sid}.json` shows it.
     pub fn call_json(&self, sid: &str) -> Option<serde_json::Value> {
-        let book = self.shared.book();
-        book.index.get(sid).map(|i| book.calls[*i].to_json())
+        self.shared.book().get(sid).map(CallRecord::to_json)
     }
 
-    /// Every call's record, in creation order (tests check what the carrier saw).
+    /// Every call's record in the history, in creation order (tests check what the carrier saw).
     pub fn records(&self) -> Vec<CallRecord> {
-        self.shared.book().calls.clone()
+        self.shared.book().calls.iter().cloned().collect()
     }
 
     /// How many status callbacks of a call the fault injection dropped.
     pub fn dropped_callbacks(&self, sid: &str) -> Option<u32> {
-        let book = self.shared.book();
-        book.index
-            .get(sid)
-            .map(|i| book.calls[*i].dropped_callbacks)
+        self.shared.book().get(sid).map(|c| c.dropped_callbacks)
     }
 
     /// Suspends the account (every request answered 401, code 20005) or reactivates it.
@@ -160,17 +191,24 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    fn requests(&self) -> MutexGuard<'_, Vec<CreateRequestLog>> {
+    fn requests(&self) -> MutexGuard<'_, VecDeque<CreateRequestLog>> {
         self.requests
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+    /// Logs a create request, dropping the oldest beyond `history`.
+    fn log_request(&self, request: CreateRequestLog) {
+        let mut log = self.requests();
+        while log.len() >= self.config.history.max(1) {
+            log.pop_front();
+        }
+        log.push_back(request);
+    }
+
     /// Changes a call's record; `date_updated` moves to now.
     fn update(&self, sid: &str, change: impl FnOnce(&mut CallRecord)) {
         let now = self.clock.now();
-        let mut book = self.book();
-        if let Some(i) = book.index.get(sid).copied() {
-            let record = &mut book.calls[i];
+        if let Some(record) = self.book().get_mut(sid) {
             change(record);
             record.date_updated = now;
         }

@@ -353,3 +353,37 @@ async fn shutdown_stops_the_in_process_simulator() {
         "nothing listens any more"
     );
 }
+
+#[tokio::test]
+async fn the_history_keeps_the_newest_calls_and_forgets_the_oldest() {
+    let mut c = config(3);
+    c.history = 100;
+    c.rules = vec![rule("*", BehaviorKind::Busy, &[])];
+    let w = world(c, &[("/voice", THANKS_DOC)]).await;
+    let mut sids = Vec::new();
+    for i in 0..130 {
+        let (_, body) = w.create(&format!("+1415555{i:04}"), &[]).await;
+        sids.push(sid_of(&body));
+    }
+    let records = w.sim.state().records();
+    assert_eq!(records.len(), 100, "memory is bounded by `history`");
+    assert_eq!(records[0].sid, sids[30], "the oldest 30 are gone");
+    assert_eq!(w.sim.state().requests().len(), 100);
+    assert!(w.sim.state().call_json(&sids[0]).is_none());
+    assert!(w.sim.state().call_json(&sids[129]).is_some());
+    // a forgotten call is gone from fetch, like a deleted one
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+        w.sim.base_url(),
+        w.sim.account_sid(),
+        sids[0]
+    );
+    let fetched = w
+        .http
+        .get(url)
+        .basic_auth(w.sim.account_sid(), Some(w.sim.auth_token()))
+        .send()
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.status(), 404);
+}
