@@ -123,6 +123,10 @@ pub enum ContactsCommand {
         /// Check and count, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write every rejected row to this CSV (`line,reason,raw`); the terminal shows the
+        /// first 20 notes and a count.
+        #[arg(long, value_name = "FILE.csv")]
+        rejects: Option<PathBuf>,
     },
 }
 

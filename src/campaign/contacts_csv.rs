@@ -52,6 +52,8 @@ pub enum CsvError {
 pub struct Rejection {
     pub line: u64,
     pub reason: String,
+    /// The row as it was in the file (its fields written back as one CSV line).
+    pub raw: String,
 }
 
 /// Column positions found in the header.
@@ -98,15 +100,29 @@ pub enum RawRow {
     Rejected(Rejection),
 }
 
+/// A row's fields written back as one CSV line (bytes that are not UTF-8 shown as U+FFFD).
+fn raw_line(record: &csv::ByteRecord) -> String {
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let bytes = match out.write_byte_record(record) {
+        Ok(()) => out.into_inner().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
+}
+
 impl RawRow {
     /// Parses the row (or passes its rejection on).
     pub fn parse(self, parser: &RowParser) -> (u64, Result<NewContact, Rejection>) {
         match self {
             RawRow::Record { line, record } => (
                 line,
-                parser
-                    .parse(&record)
-                    .map_err(|reason| Rejection { line, reason }),
+                parser.parse(&record).map_err(|reason| Rejection {
+                    line,
+                    reason,
+                    raw: raw_line(record.as_byte_record()),
+                }),
             ),
             RawRow::Rejected(r) => (r.line, Err(r)),
         }
@@ -206,6 +222,7 @@ impl<R: Read> ContactReader<R> {
                     return Ok(Some(RawRow::Rejected(Rejection {
                         line: self.line,
                         reason: "not valid UTF-8: save the file as UTF-8".to_owned(),
+                        raw: raw_line(&self.bytes),
                     })));
                 }
             };

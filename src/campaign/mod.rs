@@ -4,6 +4,7 @@ pub mod contacts_csv;
 pub mod json;
 pub mod model;
 pub mod phone;
+pub mod phone_order;
 pub mod script;
 pub mod template;
 

@@ -21,6 +21,9 @@ use crate::engine::{Offer, Placement, Session, interleave};
 use crate::schedule::PlanReason;
 use crate::store::{AttemptEnding, ProcessLock, StoreError};
 
+/// The longest write transaction of the settling a batch does before it ends.
+const SETTLE_BUDGET: Duration = Duration::from_millis(50);
+
 /// A contact placed back in the queue this many times (429 after the client's own retries)
 /// is left for the next run.
 const MAX_REQUEUES: u32 = 8;
@@ -71,6 +74,8 @@ pub async fn run(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // upkeep a daemon does as it goes: move finished imports' rows into the due index
+    while session.settle_imports(SETTLE_BUDGET).await? {}
     let attempts = tally.attempts.clone();
     let endings = session
         .shared()

@@ -97,7 +97,7 @@ pub fn import(
         println!("{verb} campaign `{name}`{draft}");
     }
     if let Some(c) = contacts {
-        super::contacts::import(ctx, config, &db, id, c, false, false)?;
+        super::contacts::import(ctx, config, &db, id, c, &Default::default())?;
     }
     db.read_blocking(|store| warn_missing_fields(store, id, &parsed.campaign, file))?;
     Ok(id)

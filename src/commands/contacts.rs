@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -12,7 +12,9 @@ use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Context;
+use super::import_notes::Notes;
 use crate::campaign::contacts_csv::{ContactReader, CsvError, RawRow, Rejection};
+use crate::campaign::phone_order::{LineContact, PhoneOrder};
 use crate::cli::ContactsCommand;
 use crate::config::Config;
 use crate::store::{
@@ -36,18 +38,31 @@ const MIN_GAP: Duration = Duration::from_millis(2);
 /// How long after another process's last commit the import keeps giving way (see [`Pace`]).
 const CONTENDED_FOR: Duration = Duration::from_secs(2);
 
+/// The transaction budget while no dialer process has the database open: no callback can be
+/// waiting, so transactions are longer and no gap is left between them.
+const ALONE_BUDGET: Duration = Duration::from_millis(250);
+
+/// How often the import looks again whether a dialer process has the database open.
+const ALONE_CHECK: Duration = Duration::from_secs(1);
+
 pub fn run(ctx: &Context, cmd: ContactsCommand) -> Result<()> {
     let ContactsCommand::Import {
         campaign,
         file,
         strict,
         dry_run,
+        rejects,
     } = cmd;
     let config = ctx.config()?;
     check_header(&config, &file)?;
     let db = ctx.db(&config)?;
     let row = db.read_blocking(|store| store.require_campaign(&campaign))?;
-    import(ctx, &config, &db, row.id, &file, strict, dry_run).map(drop)
+    let options = ImportOptions {
+        strict,
+        dry_run,
+        rejects,
+    };
+    import(ctx, &config, &db, row.id, &file, &options).map(drop)
 }
 
 fn open(config: &Config, file: &Path) -> Result<ContactReader<BufReader<File>>> {
@@ -93,18 +108,18 @@ enum Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn chunk(&mut self, rows: Vec<NewContact>) -> Result<ChunkOutcome> {
+    fn chunk(&mut self, rows: Arc<Vec<NewContact>>) -> Result<ChunkOutcome> {
         Ok(match self {
             Sink::Check => ChunkOutcome::default(),
             Sink::Dry(dry) => dry.chunk(&rows)?,
             Sink::Write { db, run, pace } => {
-                let (run, rows) = (*run, Arc::new(rows));
+                let run = *run;
                 let mut out = ChunkOutcome::default();
                 while out.done < rows.len() {
                     let (rest, from) = (rows.clone(), out.done);
-                    let part = pace.write(db, move |tx| {
-                        tx.import_chunk(&run, &rest[from..], WRITE_BUDGET)
-                    })?;
+                    let budget = pace.budget(db);
+                    let part =
+                        pace.write(db, move |tx| tx.import_chunk(&run, &rest[from..], budget))?;
                     tracing::trace!(
                         rows = part.done,
                         took_ms = pace.last.as_secs_f64() * 1e3,
@@ -126,7 +141,8 @@ impl Sink<'_> {
 /// 15, 20, 25… ms) finds it free within a few retries instead of losing every race to the next
 /// chunk. While another process is writing (it committed within [`CONTENDED_FOR`]), the lock is
 /// left free after each transaction for at least as long as the transaction held it; otherwise
-/// for half that (a waiter's first retries still land in the gap; an import alone goes faster).
+/// for half that (a waiter's first retries still land in the gap). While no dialer process has
+/// the database open, nobody can be waiting: no gap, and longer transactions ([`ALONE_BUDGET`]).
 #[derive(Debug, Default)]
 pub struct Pace {
     free_until: Option<Instant>,
@@ -139,9 +155,33 @@ pub struct Pace {
     /// The longest transaction so far.
     pub longest: Duration,
     pub transactions: u64,
+    /// Whether no dialer process had the database open, and when that was looked at.
+    alone: Option<(bool, Instant)>,
 }
 
 impl Pace {
+    /// True while no `run` process (daemon or batch: whatever serves callbacks) holds the
+    /// database's lock; looked at again every [`ALONE_CHECK`].
+    fn alone(&mut self, db: &Db) -> bool {
+        match self.alone {
+            Some((alone, at)) if at.elapsed() < ALONE_CHECK => alone,
+            _ => {
+                let alone = !crate::store::held_by_a_live_process(db.path());
+                self.alone = Some((alone, Instant::now()));
+                alone
+            }
+        }
+    }
+
+    /// How long the next import transaction may run.
+    fn budget(&mut self, db: &Db) -> Duration {
+        if self.alone(db) {
+            ALONE_BUDGET
+        } else {
+            WRITE_BUDGET
+        }
+    }
+
     fn write<R: Send + 'static>(
         &mut self,
         db: &Db,
@@ -165,18 +205,29 @@ impl Pace {
         }
         self.version = Some(version);
         let contended = self.contended_until.is_some_and(|t| now < t);
-        self.free_until = Some(
-            now + if contended {
-                took.max(MIN_GAP)
-            } else {
-                (took / 2).max(MIN_GAP)
-            },
-        );
+        self.free_until = if contended {
+            Some(now + took.max(MIN_GAP))
+        } else if self.alone(db) {
+            None
+        } else {
+            Some(now + (took / 2).max(MIN_GAP))
+        };
         self.last = took;
         self.longest = self.longest.max(took);
         self.transactions += 1;
         Ok(out)
     }
+}
+
+/// How `contacts import` treats bad rows and whether it writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Abort on the first bad row; nothing is written.
+    pub strict: bool,
+    /// Check and count; write nothing.
+    pub dry_run: bool,
+    /// Write every rejected row here (`line,reason,raw`).
+    pub rejects: Option<PathBuf>,
 }
 
 /// Imports a file into the campaign: with `--strict` the whole file is checked first (nothing
@@ -190,24 +241,25 @@ pub fn import(
     db: &Db,
     campaign_id: i64,
     file: &Path,
-    strict: bool,
-    dry_run: bool,
+    options: &ImportOptions,
 ) -> Result<ImportCounts> {
+    let ImportOptions {
+        strict,
+        dry_run,
+        ref rejects,
+    } = *options;
     let name = file.display().to_string();
+    let mut notes = Notes::new(file, rejects.as_deref())?;
     if strict {
-        stream(ctx, config, file, true, &mut Sink::Check)?;
+        stream(ctx, config, file, true, &mut Sink::Check, &mut notes)?;
     }
     let counts = if dry_run {
         let reader = Store::open_reader(db.path())?;
         let mut sink = Sink::Dry(reader.dry_run(campaign_id)?);
-        stream(ctx, config, file, strict, &mut sink)?
+        stream(ctx, config, file, strict, &mut sink, &mut notes)?
     } else {
         let mut pace = Pace::default();
         let now = ctx.clock.now();
-        // an earlier import killed after it finished but before it settled
-        for earlier in db.read_blocking(|store| store.unsettled_imports(campaign_id))? {
-            settle(db, &mut pace, earlier, now)?;
-        }
         let file_name = name.clone();
         let run = pace.write(db, move |tx| tx.begin_import(campaign_id, &file_name, now))?;
         let sink = &mut Sink::Write {
@@ -215,20 +267,19 @@ pub fn import(
             run,
             pace: &mut pace,
         };
-        let counts = stream(ctx, config, file, strict, sink)?;
+        let counts = stream(ctx, config, file, strict, sink, &mut notes)?;
         let done = ctx.clock.now();
-        // the rows this run created become dialable here, all at once
+        // the rows this run created become dialable here, all at once; moving them into the
+        // due index ("settling") is the daemon's upkeep (`Session::settle_imports`)
         pace.write(db, move |tx| tx.finish_import(&run, done))?;
-        let settling = Instant::now();
-        settle(db, &mut pace, run.import_id, done)?;
         tracing::debug!(
             transactions = pace.transactions,
             longest_ms = pace.longest.as_secs_f64() * 1e3,
-            settle_ms = settling.elapsed().as_secs_f64() * 1e3,
             "import written"
         );
         counts
     };
+    notes.finish()?;
     println!(
         "{name}: {} imported, {} updated, {} unchanged, {} duplicates, {} rejected{}",
         counts.imported,
@@ -245,35 +296,39 @@ pub fn import(
     Ok(counts)
 }
 
-/// Clears the pending mark of a finished run's rows, in short transactions.
-fn settle(
-    db: &Db,
-    pace: &mut Pace,
-    import_id: i64,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
-    while !pace.write(db, move |tx| tx.settle_import(import_id, WRITE_BUDGET, now))? {}
-    Ok(())
-}
+/// Rows an import holds in memory before it sorts them and spills them to a temporary file
+/// (about 250 bytes each: ~12 MB).
+const SORT_RUN: usize = 50_000;
 
 /// Streams the file into `sink`: one thread reads, `WORKERS` threads parse and validate (the
-/// slow part: phone numbers), this one hands chunks to the sink in file order; bounded channels
-/// between them keep memory flat.
+/// slow part: phone numbers), this one takes their results back in file order; bounded channels
+/// between them keep memory flat. Rows to write are first put in phone order
+/// ([`PhoneOrder`]: B-tree inserts then append instead of landing on random pages); a check or a
+/// dry run takes them in file order.
 fn stream(
     ctx: &Context,
     config: &Config,
     file: &Path,
     strict: bool,
     sink: &mut Sink<'_>,
+    notes: &mut Notes,
 ) -> Result<ImportCounts> {
     let reader = open(config, file)?;
     let name = file.display().to_string();
     let bar = progress_bar(ctx, file);
     let mut counts = ImportCounts::default();
+    let mut order = match sink {
+        Sink::Write { db, .. } => Some(PhoneOrder::new(
+            db.path().parent().unwrap_or(Path::new(".")),
+            SORT_RUN,
+        )),
+        Sink::Check | Sink::Dry(_) => None,
+    };
+    let mut batch = Batch::default();
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<()> {
         let stop = &stop;
-        // reader → chunk k to worker k % WORKERS → writer takes results back in the same order
+        // reader → chunk k to worker k % WORKERS → this thread takes results back in order
         let parser = reader.parser();
         let (mut raw_txs, mut out_rxs) = (Vec::new(), Vec::new());
         for _ in 0..WORKERS {
@@ -298,35 +353,6 @@ fn stream(
         }
         scope.spawn(move || read_chunks(reader, raw_txs, stop));
         let result = (|| -> Result<()> {
-            let mut pending: Vec<NewContact> = Vec::with_capacity(WRITE_CHUNK);
-            let mut lines: Vec<u64> = Vec::with_capacity(WRITE_CHUNK);
-            // rejections of the rows around the pending ones, reported with the chunk's
-            // duplicates in file order
-            let mut notes: Vec<(u64, String)> = Vec::new();
-            let mut flush = |pending: &mut Vec<NewContact>,
-                             lines: &mut Vec<u64>,
-                             notes: &mut Vec<(u64, String)>|
-             -> Result<ImportCounts> {
-                let rows = std::mem::replace(pending, Vec::with_capacity(WRITE_CHUNK));
-                let phones: Vec<(u64, String)> = lines
-                    .drain(..)
-                    .zip(rows.iter().map(|r| r.phone.clone()))
-                    .collect();
-                let out = sink.chunk(rows)?;
-                for i in out.duplicates {
-                    if let Some((line, phone)) = phones.get(i) {
-                        notes.push((
-                            *line,
-                            format!("duplicate of an earlier row ({phone}): kept once"),
-                        ));
-                    }
-                }
-                notes.sort_by_key(|(line, _)| *line);
-                for (line, note) in notes.drain(..) {
-                    eprintln!("{name}:{line}: {note}");
-                }
-                Ok(out.counts)
-            };
             for k in 0.. {
                 let Ok(msg) = out_rxs[k % WORKERS].recv() else {
                     break;
@@ -334,13 +360,16 @@ fn stream(
                 let (chunk, position) = msg?;
                 for (line, row) in chunk {
                     match row {
-                        Ok(contact) => {
-                            pending.push(contact);
-                            lines.push(line);
-                            if pending.len() >= WRITE_CHUNK {
-                                counts.add(&flush(&mut pending, &mut lines, &mut notes)?);
+                        Ok(contact) => match &mut order {
+                            Some(order) => order
+                                .push(LineContact { line, contact })
+                                .context("cannot sort the import")?,
+                            None => {
+                                if batch.push(line, contact) {
+                                    counts.add(&batch.flush(sink, notes)?);
+                                }
                             }
-                        }
+                        },
                         Err(rej) if strict => {
                             anyhow::bail!(
                                 "{name}:{}: {} (--strict: nothing was imported)",
@@ -350,7 +379,7 @@ fn stream(
                         }
                         Err(rej) => {
                             counts.rejected += 1;
-                            notes.push((rej.line, rej.reason));
+                            notes.rejected(&rej)?;
                         }
                     }
                 }
@@ -358,7 +387,6 @@ fn stream(
                     b.set_position(position);
                 }
             }
-            counts.add(&flush(&mut pending, &mut lines, &mut notes)?);
             Ok(())
         })();
         // let the reader and workers finish early on an error
@@ -366,10 +394,62 @@ fn stream(
         drop(out_rxs);
         result
     })?;
+    if let Some(order) = order {
+        // a number repeated in the file follows its first row here: kept once, the first
+        let mut last_phone: Option<String> = None;
+        for row in order.finish().context("cannot sort the import")? {
+            let LineContact { line, contact } = row.context("cannot sort the import")?;
+            if last_phone.as_deref() == Some(contact.phone.as_str()) {
+                counts.duplicates += 1;
+                notes.duplicate(line, &contact.phone);
+                continue;
+            }
+            last_phone = Some(contact.phone.clone());
+            if batch.push(line, contact) {
+                counts.add(&batch.flush(sink, notes)?);
+            }
+        }
+    }
+    counts.add(&batch.flush(sink, notes)?);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     Ok(counts)
+}
+
+/// Valid rows gathered for one write job, with their lines.
+#[derive(Debug, Default)]
+struct Batch {
+    rows: Vec<NewContact>,
+    lines: Vec<u64>,
+}
+
+impl Batch {
+    /// Adds a row; true when the batch is full.
+    fn push(&mut self, line: u64, contact: NewContact) -> bool {
+        self.rows.push(contact);
+        self.lines.push(line);
+        self.rows.len() >= WRITE_CHUNK
+    }
+
+    /// Hands the rows to the sink; a number the sink found already imported by this run is noted.
+    fn flush(&mut self, sink: &mut Sink<'_>, notes: &mut Notes) -> Result<ImportCounts> {
+        if self.rows.is_empty() {
+            return Ok(ImportCounts::default());
+        }
+        let rows = Arc::new(std::mem::replace(
+            &mut self.rows,
+            Vec::with_capacity(WRITE_CHUNK),
+        ));
+        let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(WRITE_CHUNK));
+        let out = sink.chunk(rows.clone())?;
+        for i in out.duplicates {
+            if let (Some(line), Some(row)) = (lines.get(i), rows.get(i)) {
+                notes.duplicate(*line, &row.phone);
+            }
+        }
+        Ok(out.counts)
+    }
 }
 
 /// Reads raw rows in chunks and deals them round-robin to the workers; a hard read error goes

@@ -5,6 +5,7 @@ mod batch;
 pub mod campaign;
 pub mod contacts;
 pub mod dnc;
+mod import_notes;
 pub mod init;
 pub mod plan;
 pub mod report;

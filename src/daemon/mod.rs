@@ -38,6 +38,12 @@ const HELD_RETRY: Duration = Duration::from_millis(250);
 /// How long placing waits after a write to the database failed (full disk, I/O error) before
 /// it tries again.
 const WRITE_RETRY: Duration = Duration::from_secs(1);
+/// The longest write transaction settling an import takes (callbacks queue behind it).
+const SETTLE_BUDGET: Duration = Duration::from_millis(20);
+
+/// While an import is being settled, the idle loop comes back this often.
+const SETTLE_PAUSE: Duration = Duration::from_millis(30);
+
 /// After writes failed, how long open attempts with a call are reconciled every [`WRITE_RETRY`]
 /// with no grace: callbacks answered 500 while the disk was full are not delivered again.
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -152,6 +158,7 @@ pub async fn run(
         writes_failing_since: None,
         write_retry_at: None,
         catch_up_until: None,
+        settling: true,
     };
     let looped = sched.run_loop(&shutdown).await;
     let drained = sched.drain().await;
@@ -208,6 +215,8 @@ struct Scheduler<'a> {
     write_retry_at: Option<Instant>,
     /// Until then, after writes failed, attempts are reconciled often and without grace.
     catch_up_until: Option<Instant>,
+    /// A finished import's rows may still wait to be settled (see [`Scheduler::settle`]).
+    settling: bool,
 }
 
 impl Scheduler<'_> {
@@ -220,6 +229,7 @@ impl Scheduler<'_> {
 
             self.refresh().await?;
             self.reconcile_stale().await?;
+            self.settle().await;
             self.collect_finished()?;
             self.show_status(false).await?;
 
@@ -255,7 +265,10 @@ impl Scheduler<'_> {
                 // wake for the next reconciliation too: a lost callback must not wait for a
                 // change to be noticed
                 let reconcile = (self.last_reconcile + self.reconcile_every).into();
-                let deadline = (tokio::time::Instant::now() + sleep).min(reconcile);
+                let mut deadline = (tokio::time::Instant::now() + sleep).min(reconcile);
+                if self.settling {
+                    deadline = deadline.min(tokio::time::Instant::now() + SETTLE_PAUSE);
+                }
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => break 'outer,
@@ -537,6 +550,8 @@ impl Scheduler<'_> {
             tracing::debug!("database changed; campaigns reloaded");
         }
         self.version = Some(version);
+        // an import may have finished
+        self.settling = true;
         emit(
             self.events.as_ref(),
             Event::Loaded {
@@ -544,6 +559,18 @@ impl Scheduler<'_> {
             },
         );
         Ok(())
+    }
+
+    /// Settles one slice of a finished import's rows (upkeep: they are dialable before, only
+    /// read through a second index); after a change (an import finished) it looks again.
+    async fn settle(&mut self) {
+        if !self.settling || self.writes_failing_since.is_some() {
+            return;
+        }
+        match self.session.settle_imports(SETTLE_BUDGET).await {
+            Ok(more) => self.settling = more,
+            Err(e) => tracing::debug!(error = %e, "cannot settle an import now"),
+        }
     }
 
     /// Every `reconcile_every` ([`RECONCILE_EVERY`]): reconciles attempts whose callbacks were

@@ -295,6 +295,24 @@ impl Session {
         Ok(ended)
     }
 
+    /// Moves one slice of a finished import's rows into the due index (one short write job of at
+    /// most `budget`); returns false when no finished import is left to settle. An import ends
+    /// as soon as its rows are written and its run marked finished: its rows are dialable from
+    /// then on (read through `contacts_pending`), and settling them is upkeep done here, off the
+    /// import's path.
+    pub async fn settle_imports(&self, budget: Duration) -> Result<bool, StoreError> {
+        let unsettled = self.shared.db.read(|db| db.unsettled_import_ids()).await?;
+        let Some(&import_id) = unsettled.first() else {
+            return Ok(false);
+        };
+        let now = self.now();
+        self.shared
+            .db
+            .write(move |tx| tx.settle_import(import_id, budget, now))
+            .await?;
+        Ok(true)
+    }
+
     /// Waits until `attempts` have all ended (`None`: every call in flight) or `limit` passes;
     /// returns how many are still open.
     pub async fn wait_for_calls(&self, attempts: Option<&HashSet<i64>>, limit: Duration) -> u32 {

@@ -57,6 +57,45 @@ impl ProcessLock {
     }
 }
 
+/// Whether a live process may hold the lock of the database at `db` (a `run` command: the
+/// daemon, or a batch). Read without taking the lock (taking it, even for an instant, could make
+/// a dialer starting at that instant fail). It reads the pid the holder wrote; a pid that is
+/// no longer running means no holder. Conservative: when unsure (no `/proc`, unreadable file),
+/// it answers true.
+pub fn held_by_a_live_process(db: &Path) -> bool {
+    let Ok(files) = existing_lock_files(db) else {
+        return true;
+    };
+    files
+        .iter()
+        .any(|path| match std::fs::read_to_string(path) {
+            Ok(pid) => match pid.trim().parse::<u32>() {
+                Ok(pid) => process_alive(pid),
+                Err(_) => !pid.trim().is_empty(),
+            },
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        })
+}
+
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+/// The lock files of the database at `db` (which exists), without creating anything.
+fn existing_lock_files(db: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let canonical = std::fs::canonicalize(db)?;
+    let (Some(dir), Some(name)) = (canonical.parent(), canonical.file_name()) else {
+        return Err(std::io::Error::other("not a file"));
+    };
+    let mut named = name.to_owned();
+    named.push(".lock");
+    Ok(vec![dir.join(named)])
+}
+
 /// The lock files of the database at `db`: its identity's, then its canonical name's.
 fn lock_files(db: &Path) -> Result<Vec<PathBuf>, LockError> {
     let io = |source| LockError::Io {
@@ -133,6 +172,22 @@ mod tests {
             std::process::id(),
             db.display()
         )
+    }
+
+    #[test]
+    fn a_live_holder_is_seen_and_a_released_lock_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("d.db");
+        std::fs::write(&db, b"").expect("db");
+        assert!(!held_by_a_live_process(&db), "never locked");
+        let lock = ProcessLock::acquire(&db).expect("lock");
+        assert!(held_by_a_live_process(&db), "held by this process");
+        drop(lock);
+        // the pid stays in the file; this process is alive, so it still counts (conservative)
+        assert!(held_by_a_live_process(&db));
+        let named = dir.path().canonicalize().expect("dir").join("d.db.lock");
+        std::fs::write(&named, u32::MAX.to_string()).expect("stale pid");
+        assert!(!held_by_a_live_process(&db), "a pid that is not running");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use attempts::{
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ChunkOutcome, ContactRow, DryRun, ImportCounts, ImportRun, NewContact};
 pub use db::Db;
-pub use lock::{LockError, ProcessLock};
+pub use lock::{LockError, ProcessLock, held_by_a_live_process};
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
@@ -36,6 +36,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0002_changes.sql")),
     M::up(include_str!("../../migrations/0003_callbacks.sql")),
     M::up(include_str!("../../migrations/0004_imports.sql")),
+    M::up(include_str!("../../migrations/0008_import_speed.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -495,3 +495,55 @@ fn rows_across_many_chunks_keep_file_order() {
     assert_eq!(dups, vec![1_503, 3_003, 4_503], "{}", out.stderr);
     assert_eq!(counts(&out), [4_991, 0, 0, 3, 6]);
 }
+
+#[test]
+fn many_bad_rows_print_a_screenful_and_all_go_to_the_rejects_file() {
+    // 10,000 bad rows in a file must not print 10,000 lines: the first 20 notes and a count,
+    // every rejected row (line, reason, the row as written) in --rejects FILE
+    let t = sandbox();
+    let mut csv = "phone,name\n".to_owned();
+    for i in 0..3_000u32 {
+        if i % 2 == 0 {
+            csv.push_str(&format!("bad-{i},\"Name, {i}\"\n"));
+        } else {
+            csv.push_str(&format!("+1212{:07},Row {i}\n", 5_000_000 + i));
+        }
+    }
+    t.write("bad.csv", &csv);
+    let out = t
+        .cmd([
+            "contacts",
+            "import",
+            "--campaign",
+            CAMPAIGN,
+            "bad.csv",
+            "--rejects",
+            "rejects.csv",
+        ])
+        .run();
+    assert_eq!(counts(&out), [1_500, 0, 0, 0, 1_500]);
+    let noted: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("bad.csv:"))
+        .collect();
+    assert_eq!(noted.len(), 21, "20 notes and one count:\n{}", out.stderr);
+    assert!(noted[0].starts_with("bad.csv:2: "), "{}", noted[0]);
+    assert!(
+        noted[20].contains("1480 more notes not shown")
+            && noted[20].contains("every rejected row is in rejects.csv"),
+        "{}",
+        noted[20]
+    );
+    let mut rejects = csv::Reader::from_path(t.join("rejects.csv")).expect("rejects file");
+    let rows: Vec<csv::StringRecord> = rejects.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 1_500);
+    assert_eq!(&rows[0][0], "2");
+    assert!(
+        rows[0][1].contains("not a valid phone number"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(&rows[0][2], "bad-0,\"Name, 0\"");
+    assert_eq!(&rows[1_499][0], "3000");
+}
