@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::decision::Loaded;
 use crate::dialing::Placed;
-use crate::engine::{Offer, Placement, Session, interleave};
+use crate::engine::{FollowUpRound, Offer, Placement, Session, interleave};
 use crate::schedule::PlanReason;
 use crate::store::{AttemptEnding, ProcessLock, StoreError};
 
@@ -71,6 +71,8 @@ pub async fn run(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // SPEC §12: follow-ups of attempts that ended (in this run or before), inside calling hours
+    let follow_ups = session.send_follow_ups(&campaigns, session.now()).await?;
     let attempts = tally.attempts.clone();
     let endings = session
         .shared()
@@ -79,6 +81,9 @@ pub async fn run(
         .await?;
     session.close().await;
     for line in tally.lines(&endings, wait) {
+        println!("{line}");
+    }
+    for line in follow_up_lines(&follow_ups) {
         println!("{line}");
     }
     for (name, why) in idle {
@@ -271,6 +276,27 @@ impl Tally {
         }
         out
     }
+}
+
+/// What the batch says about follow-up messages.
+fn follow_up_lines(round: &FollowUpRound) -> Vec<String> {
+    let mut out = Vec::new();
+    if round.sent > 0 {
+        out.push(format!("sent {} follow-up message(s)", round.sent));
+    }
+    if round.failed > 0 {
+        out.push(format!(
+            "{} follow-up message(s) refused by the carrier (see `dialer report export csv --messages`)",
+            round.failed
+        ));
+    }
+    if let Some(t) = round.next_at {
+        out.push(format!(
+            "follow-up message(s) pending until calling hours: the next may be sent at {}",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    out
 }
 
 /// Why a campaign dials nothing now: its reasons, counted, and the earliest next instant.

@@ -117,7 +117,7 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap()
 }
 
-const HEADER_LINE: &str = "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message";
+const HEADER_LINE: &str = "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message,direction";
 
 fn rows(text: &str) -> Vec<&str> {
     text.lines().skip(1).collect()
