@@ -106,6 +106,10 @@ pub(crate) struct Background {
 }
 
 impl Background {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The callback server's base URL, from the `callback server listening` log line (the
     /// server binds port 0).
     pub(crate) fn url(&mut self) -> String {

@@ -301,3 +301,62 @@ fn bad_follow_up_rules_are_import_errors_naming_the_field() {
         assert!(out.stderr.contains("bad.json"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn the_daemon_sends_the_follow_up_once_and_stores_its_status_callbacks() {
+    let phone = "+12125550171";
+    let dir = TestDir::new();
+    let sim = SimProcess::start(
+        &dir,
+        &format!(
+            "seed = 1\ntime_scale = 0.01\n{}",
+            rules(&[(phone, "no-answer", &[])])
+        ),
+    );
+    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim.carrier_toml()));
+    dir.write(
+        "c.json",
+        r#"{"name": "follow", "calling_hours_start": "00:00", "calling_hours_end": "24:00",
+            "message": "Hello.", "max_retries": 0,
+            "follow_up": [{"name": "missed", "reason": "no-answer", "exhausted": true,
+                           "body": "We missed you, {{name}}."}]}"#,
+    );
+    dir.write("c.csv", &contacts(&[phone]));
+    let mut daemon = dir.spawn(&["-v", "run", "daemon"], "daemon");
+    daemon.url(); // listening: the database is migrated
+    // `sent` then `delivered`, each a signed callback stored before it is answered
+    wait_count(
+        &dir,
+        "SELECT count(*) FROM messages WHERE rule = 'missed' AND status = 'delivered'",
+        1,
+        &daemon,
+    );
+    let conn = dir.db();
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM message_events WHERE status IN ('sent', 'delivered')"),
+        2
+    );
+    let (state, attempts): (String, i64) = conn
+        .query_row("SELECT state, attempts FROM contacts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("contact");
+    assert_eq!((state.as_str(), attempts), ("exhausted", 1));
+    let outbound: Vec<Value> = sim_messages(&sim)
+        .into_iter()
+        .filter(|m| m["direction"] == "outbound-api")
+        .collect();
+    assert_eq!(outbound.len(), 1, "{outbound:?}");
+    assert_eq!(outbound[0]["body"], "We missed you, Contact 0.");
+    let (ok, stdout, stderr) = {
+        let pid = daemon.pid();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        daemon.finish(Duration::from_secs(20))
+    };
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("sent 1 follow-up message(s)"), "{stdout}");
+}
