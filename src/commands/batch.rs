@@ -25,6 +25,10 @@ use crate::store::{AttemptEnding, ProcessLock, StoreError};
 /// is left for the next run.
 const MAX_REQUEUES: u32 = 8;
 
+/// How long a batch waits for the status callbacks of the follow-ups it sent (at most
+/// `--wait`); a message reported later keeps its last known status.
+const MESSAGE_WAIT: Duration = Duration::from_secs(10);
+
 /// Contacts taken per campaign per round (round robin between campaigns).
 const ROUND: usize = 64;
 
@@ -73,6 +77,12 @@ pub async fn run(
     }
     // SPEC §12: follow-ups of attempts that ended (in this run or before), inside calling hours
     let follow_ups = session.send_follow_ups(&campaigns, session.now()).await?;
+    if !follow_ups.created.is_empty() {
+        // their status callbacks (`sent`, `delivered`) come while the server runs
+        session
+            .wait_for_messages(&follow_ups.created, wait.min(MESSAGE_WAIT))
+            .await?;
+    }
     let attempts = tally.attempts.clone();
     let endings = session
         .shared()

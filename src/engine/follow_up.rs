@@ -44,6 +44,8 @@ pub struct FollowUpRound {
     pub failed: u32,
     /// The earliest instant a follow-up still pending may be sent.
     pub next_at: Option<DateTime<Utc>>,
+    /// The messages created this round.
+    pub created: Vec<i64>,
 }
 
 /// The follow-ups of a campaign pending at `at` (up to `limit` per rule), with when each may be
@@ -143,8 +145,11 @@ impl Session {
                     Some(t) if t <= now => {
                         let rule = &loaded.campaign.messaging.follow_ups[p.rule];
                         match self.send_one(loaded, rule, &p.candidate, now).await? {
-                            Some(true) => round.sent += 1,
-                            Some(false) => round.failed += 1,
+                            Some(Ok(id)) => {
+                                round.sent += 1;
+                                round.created.push(id);
+                            }
+                            Some(Err(())) => round.failed += 1,
                             None => {}
                         }
                     }
@@ -156,15 +161,36 @@ impl Session {
         Ok(round)
     }
 
-    /// Claims and sends one follow-up. `Some(true)` sent, `Some(false)` refused (or outcome
-    /// unknown), `None` not claimable (sent already, DNC) or not processed (it stays pending).
+    /// Waits (at most `limit`) until the carrier has reported the messages `ids` sent or
+    /// final — their status callbacks arrive while the server still runs; returns how many
+    /// are still on their way.
+    pub async fn wait_for_messages(&self, ids: &[i64], limit: std::time::Duration) -> Result<u64, StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ids = ids.to_vec();
+            let waiting = self
+                .shared
+                .db
+                .read(move |store| store.messages_on_their_way(&ids))
+                .await?;
+            if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(waiting);
+            }
+            // the status callbacks are written by the server's handlers: look again shortly
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Claims and sends one follow-up. `Some(Ok(message))` sent, `Some(Err(()))` refused (or
+    /// outcome unknown), `None` not claimable (sent already, DNC) or not processed (it stays
+    /// pending).
     async fn send_one(
         &self,
         loaded: &Loaded,
         rule: &FollowUp,
         c: &FollowUpCandidate,
         now: DateTime<Utc>,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<Result<i64, ()>>, StoreError> {
         let number = rule
             .from
             .clone()
@@ -210,7 +236,7 @@ impl Session {
                     .db
                     .write(move |tx| tx.follow_up_created(id, &m.sid, &status, at))
                     .await?;
-                Ok(Some(true))
+                Ok(Some(Ok(id)))
             }
             Err(e) if e.never_processed() || e.account_unusable() => {
                 tracing::warn!(error = %e, message = id, "follow-up not sent now; it stays pending");
@@ -227,7 +253,7 @@ impl Session {
                     .db
                     .write(move |tx| tx.follow_up_failed(id, code, &text, at))
                     .await?;
-                Ok(Some(false))
+                Ok(Some(Err(())))
             }
         }
     }

@@ -356,6 +356,20 @@ impl Store {
         Ok(rows)
     }
 
+    /// How many of these outbound messages the carrier has not yet reported sent or final.
+    pub fn messages_on_their_way(&self, ids: &[i64]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count(*) FROM messages WHERE id = ?1
+             AND status IN ('claimed', 'queued', 'accepted', 'scheduled', 'sending')",
+        )?;
+        let mut n = 0u64;
+        for id in ids {
+            let c: i64 = stmt.query_row([id], |r| r.get(0))?;
+            n += c as u64;
+        }
+        Ok(n)
+    }
+
     /// Every contact with this number, most recently attempted first.
     pub fn contacts_with_phone(&self, phone: &str) -> Result<Vec<ContactMatch>> {
         let mut stmt = self.conn.prepare_cached(

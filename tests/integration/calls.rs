@@ -926,6 +926,21 @@ fn shipped_defaults_run_batch() {
         rows as i64,
         "every sample contact imported: {out}"
     );
+    // SPEC §12: the reminder's missed calls are followed by one SMS each (the call and its
+    // follow-up fall in the same calling window)
+    let missed = count(
+        &conn,
+        "SELECT count(DISTINCT a.contact_id) FROM attempts a JOIN campaigns c ON c.id = a.campaign_id
+         WHERE c.name = 'Appointment reminder' AND a.reason = 'no-answer'",
+    );
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM messages WHERE rule = 'missed-call-sms'"),
+        missed,
+        "{out}"
+    );
+    if missed > 0 {
+        assert!(out.contains(&format!("sent {missed} follow-up message(s)")), "{out}");
+    }
 }
 
 #[test]
