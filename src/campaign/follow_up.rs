@@ -273,6 +273,52 @@ mod tests {
     }
 
     #[test]
+    fn rules_and_the_inbound_script_parse_into_the_model() {
+        let text = r#"{"name": "x", "message": "hi",
+            "opt_out_keywords": [" BAJA "], "inbound_outcome": "returned",
+            "inbound": {"start": "a", "steps": {"a": {"say": "hi", "dial": "+34600123456"}}},
+            "follow_up": [
+              {"name": "m", "reason": "machine", "body": "b"},
+              {"name": "w", "outcome": "answered", "exhausted": true, "channel": "whatsapp",
+               "from": "whatsapp:+14155238886", "body": "c"}]}"#;
+        let parsed = crate::campaign::json::parse(
+            text,
+            crate::campaign::json::Defaults {
+                timezone: chrono_tz::UTC,
+            },
+        )
+        .expect("valid");
+        let m = parsed.campaign.messaging;
+        assert_eq!(m.inbound_outcome, "returned");
+        assert_eq!(m.opt_out_keywords, ["BAJA"]);
+        assert_eq!(m.inbound.map(|s| s.start), Some("a".to_owned()));
+        assert_eq!(m.follow_ups[0].trigger, Trigger::Reason(Reason::Machine));
+        assert_eq!(
+            m.follow_ups[1],
+            FollowUp {
+                name: "w".into(),
+                trigger: Trigger::Outcome("answered".into()),
+                exhausted: true,
+                channel: Channel::WhatsApp,
+                from: Some("+14155238886".into()),
+                body: "c".into(),
+            }
+        );
+        let gathers = text.replace(
+            r#""say": "hi", "dial": "+34600123456""#,
+            r#""gather": {"options": [{"digits": "1"}]}"#,
+        );
+        let err = crate::campaign::json::parse(
+            &gathers,
+            crate::campaign::json::Defaults {
+                timezone: chrono_tz::UTC,
+            },
+        )
+        .expect_err("no gather inbound");
+        assert!(err.to_string().contains("inbound.steps.a.gather"), "{err}");
+    }
+
+    #[test]
     fn whatsapp_senders_carry_a_valid_number() {
         assert_eq!(
             sender("whatsapp:+14155238886", Channel::WhatsApp).as_deref(),

@@ -475,3 +475,140 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::instant;
+
+    fn store_with_contact() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("m.db")).expect("open");
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO campaigns VALUES (1, 't', '{}', 0, 0, 0);
+                 INSERT INTO contacts (id, campaign_id, phone, state, attempts, created_at, updated_at)
+                     VALUES (1, 1, '+12125550101', 'exhausted', 1, 0, 0);
+                 INSERT INTO attempts (id, contact_id, campaign_id, attempt_no, phone, status, reason,
+                         started_at, ended_at)
+                     VALUES (1, 1, 1, 1, '+12125550101', 'no-answer', 'no-answer', 0, 30);",
+            )
+            .expect("rows");
+        (dir, store)
+    }
+
+    fn follow_up(rule: &str) -> NewFollowUp {
+        NewFollowUp {
+            campaign_id: 1,
+            contact_id: 1,
+            rule: rule.into(),
+            attempt_id: 1,
+            channel: "sms",
+            from: "+15005550006".into(),
+            to: "+12125550101".into(),
+            body: "hi".into(),
+        }
+    }
+
+    #[test]
+    fn a_follow_up_is_claimed_once_per_rule_and_contact_and_never_for_a_dnc_number() {
+        let (_dir, store) = store_with_contact();
+        let tx = store.tx();
+        let q = FollowUpQuery {
+            campaign_id: 1,
+            rule: "missed",
+            reason: Some("no-answer"),
+            outcome: None,
+            exhausted: true,
+        };
+        assert_eq!(store.follow_up_candidates(&q, 10).expect("read").len(), 1);
+        let first = tx.claim_follow_up(&follow_up("missed"), instant(40)).expect("claim");
+        assert!(first.is_some());
+        assert_eq!(tx.claim_follow_up(&follow_up("missed"), instant(41)).expect("claim"), None);
+        assert!(store.follow_up_candidates(&q, 10).expect("read").is_empty());
+        // another rule is another message; a DNC number gets none
+        tx.dnc_add(&["+12125550101".into()], DNC_SOURCE_MESSAGE, instant(42))
+            .expect("dnc");
+        assert_eq!(tx.claim_follow_up(&follow_up("other"), instant(43)).expect("claim"), None);
+        let other = FollowUpQuery { rule: "other", ..q };
+        assert!(store.follow_up_candidates(&other, 10).expect("read").is_empty());
+        // START takes off only what a message put on
+        assert!(tx.dnc_remove_opted_in("+12125550101").expect("remove"));
+        tx.dnc_add(&["+12125550101".into()], "cli", instant(44)).expect("dnc");
+        assert!(!tx.dnc_remove_opted_in("+12125550101").expect("remove"));
+    }
+
+    #[test]
+    fn message_status_moves_forward_only_and_is_stored_once() {
+        let (_dir, store) = store_with_contact();
+        let tx = store.tx();
+        let id = tx
+            .claim_follow_up(&follow_up("missed"), instant(40))
+            .expect("claim")
+            .expect("claimed");
+        tx.follow_up_created(id, "SM1", "queued", instant(41)).expect("created");
+        let apply = |status: &str, token: &str| {
+            tx.apply_message_status(id, "SM1", status, None, Some(token), "{}", instant(42))
+                .expect("apply")
+        };
+        assert!(apply("delivered", "t1"));
+        assert!(apply("sent", "t2"), "an older status is kept, not applied");
+        assert!(apply("delivered", "t1"), "a repeat");
+        let (status, events): (String, i64) = store
+            .conn()
+            .query_row(
+                "SELECT status, (SELECT count(*) FROM message_events) FROM messages WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row");
+        assert_eq!((status.as_str(), events), ("delivered", 2));
+        assert!(
+            !tx.apply_message_status(id, "SM2", "read", None, None, "{}", instant(43))
+                .expect("apply"),
+            "another message's SID"
+        );
+    }
+
+    #[test]
+    fn a_callback_completes_the_contact_once_without_counting_a_dial_attempt() {
+        let (_dir, store) = store_with_contact();
+        let tx = store.tx();
+        let call = NewInboundCall {
+            call_sid: "CA1",
+            from: "+12125550101",
+            to: "+15005550006",
+            matched: "contact",
+            campaign_id: Some(1),
+            contact_id: Some(1),
+            outcome: "called_back",
+            params: "{}",
+        };
+        let first = tx.record_inbound_call(&call, instant(50)).expect("record");
+        assert!(first.is_some());
+        assert_eq!(tx.record_inbound_call(&call, instant(51)).expect("repeat"), first);
+        let (state, outcome, attempts): (String, String, i64) = store
+            .conn()
+            .query_row("SELECT state, outcome, attempts FROM contacts WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("contact");
+        assert_eq!((state.as_str(), outcome.as_str(), attempts), ("completed", "called_back", 1));
+        assert!(tx.inbound_call_status("CA1", "completed", Some(12), instant(62)).expect("status"));
+        let (status, duration, direction): (String, i64, String) = store
+            .conn()
+            .query_row(
+                "SELECT status, duration_seconds, direction FROM attempts WHERE call_sid = 'CA1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("attempt");
+        assert_eq!((status.as_str(), duration, direction.as_str()), ("completed", 12, "inbound"));
+        // not a dial attempt: the daily cap does not count it
+        assert!(store
+            .recent_attempts("+12125550101", instant(40))
+            .expect("recent")
+            .is_empty());
+    }
+}
