@@ -246,7 +246,9 @@ fn sender(raw: &str, channel: Channel) -> Result<String, String> {
 pub fn keyword<'a>(body: &str, own: impl IntoIterator<Item = &'a str>) -> Option<bool> {
     let word = body.trim();
     if STOP_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
-        || own.into_iter().any(|k| k.trim().to_lowercase() == word.to_lowercase())
+        || own
+            .into_iter()
+            .any(|k| k.trim().to_lowercase() == word.to_lowercase())
     {
         return Some(true);
     }

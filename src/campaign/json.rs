@@ -12,10 +12,10 @@ use serde_json::Value;
 
 use crate::bounds;
 
+use super::follow_up::Messaging;
 use super::model::{
     CallingHours, Campaign, CampaignRules, Content, MachineDetection, Reason, RetryDelays, Schedule,
 };
-use super::follow_up::Messaging;
 use super::script::{Ending, Gather, GatherInput, GatherOption, Script, Step, Voicemail};
 
 /// A campaign document that is not valid, with the field at fault.

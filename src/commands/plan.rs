@@ -177,14 +177,23 @@ fn follow_ups(
         return Ok(());
     }
     if table {
-        let mut t = Table::new(["campaign", "contact", "phone", "follow_up", "channel", "sends_at"]);
+        let mut t = Table::new([
+            "campaign",
+            "contact",
+            "phone",
+            "follow_up",
+            "channel",
+            "sends_at",
+        ]);
         for r in rows {
             t.row(r);
         }
         println!("\npending follow-up messages:\n{}", t.render());
     } else {
         for [campaign, contact, _, rule, channel, when] in rows {
-            eprintln!("follow-up `{rule}` ({channel}) pending for {contact} of `{campaign}`: sends at {when}");
+            eprintln!(
+                "follow-up `{rule}` ({channel}) pending for {contact} of `{campaign}`: sends at {when}"
+            );
         }
     }
     Ok(())

@@ -689,7 +689,10 @@ impl Summary {
             out.push(format!("reconciled {} attempt(s)", self.reconciled));
         }
         if self.follow_ups_sent > 0 {
-            out.push(format!("sent {} follow-up message(s)", self.follow_ups_sent));
+            out.push(format!(
+                "sent {} follow-up message(s)",
+                self.follow_ups_sent
+            ));
         }
         if self.follow_ups_failed > 0 {
             out.push(format!(

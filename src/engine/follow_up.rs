@@ -107,7 +107,10 @@ fn fields(c: &FollowUpCandidate) -> BTreeMap<String, String> {
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| {
-                let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
                 (k, text)
             })
             .collect();
@@ -164,7 +167,11 @@ impl Session {
     /// Waits (at most `limit`) until the carrier has reported the messages `ids` sent or
     /// final — their status callbacks arrive while the server still runs; returns how many
     /// are still on their way.
-    pub async fn wait_for_messages(&self, ids: &[i64], limit: std::time::Duration) -> Result<u64, StoreError> {
+    pub async fn wait_for_messages(
+        &self,
+        ids: &[i64],
+        limit: std::time::Duration,
+    ) -> Result<u64, StoreError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let ids = ids.to_vec();

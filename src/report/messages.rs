@@ -58,7 +58,9 @@ pub fn write_messages<W: Write>(
     cells: Cells,
     out: W,
 ) -> Result<u64, ReportError> {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
     w.write_record(MESSAGE_HEADER)?;
     let mut s = Vec::new();
     let rows = store.message_records(filter.campaign_id, filter.since, filter.until)?;
@@ -92,7 +94,9 @@ pub fn write_inbound_calls<W: Write>(
     cells: Cells,
     out: W,
 ) -> Result<u64, ReportError> {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
     w.write_record(INBOUND_HEADER)?;
     let mut s = Vec::new();
     let rows = store.inbound_call_records(filter.campaign_id, filter.since, filter.until)?;

@@ -202,7 +202,10 @@ fn contact_fields(
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| {
-                let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
                 (k, text)
             })
             .collect();
@@ -275,7 +278,10 @@ pub async fn sms(State(state): State<Shared>, form: SignedForm) -> Result<Respon
             let action = match keyword(body, own_keywords.iter().map(String::as_str)) {
                 Some(true) => {
                     tx.dnc_add(&[phone.to_owned()], DNC_SOURCE_MESSAGE, now)?;
-                    tracing::info!(channel, "opt-out keyword received: number added to the DNC list");
+                    tracing::info!(
+                        channel,
+                        "opt-out keyword received: number added to the DNC list"
+                    );
                     Some("opt-out")
                 }
                 Some(false) => {

@@ -88,7 +88,10 @@ pub fn routes() -> Router<SimState> {
             "/2010-04-01/Accounts/{account}/Messages.json",
             get(list).post(create),
         )
-        .route("/2010-04-01/Accounts/{account}/Messages/{message}", get(fetch))
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages/{message}",
+            get(fetch),
+        )
         .route("/simulator/messages", get(log))
         .route("/simulator/inbound-sms", post(inbound_sms))
         .route("/simulator/inbound-call", post(inbound_call))
@@ -144,7 +147,8 @@ fn create_message(
     authenticate(state, headers, account)?;
     let get = |k: &str| param(params, k).map(str::trim).filter(|v| !v.is_empty());
     let to = get("To").ok_or_else(|| ApiError::bad(21604, "A 'To' phone number is required."))?;
-    let from = get("From").ok_or_else(|| ApiError::bad(21603, "A 'From' phone number is required."))?;
+    let from =
+        get("From").ok_or_else(|| ApiError::bad(21603, "A 'From' phone number is required."))?;
     let body = param(params, "Body").unwrap_or_default();
     if body.trim().is_empty() {
         return Err(ApiError::bad(21602, "Message body is required."));
@@ -158,7 +162,10 @@ fn create_message(
     let (to_number, to_whatsapp) = split_address(to);
     let (from_number, from_whatsapp) = split_address(from);
     if !is_e164(to_number) {
-        return Err(ApiError::bad(21211, format!("Invalid 'To' Phone Number: {to}")));
+        return Err(ApiError::bad(
+            21211,
+            format!("Invalid 'To' Phone Number: {to}"),
+        ));
     }
     if !is_e164(from_number) {
         return Err(ApiError::bad(21212, format!("Invalid From Number: {from}")));
@@ -211,7 +218,9 @@ async fn deliver(state: SimState, m: SimMessage) {
             () = stop.cancelled() => return,
         }
         state.set_message_status(&m.sid, status);
-        let Some(url) = &m.status_callback else { continue };
+        let Some(url) = &m.status_callback else {
+            continue;
+        };
         let params: Vec<(String, String)> = [
             ("MessageSid", m.sid.as_str()),
             ("SmsSid", m.sid.as_str()),
@@ -381,7 +390,10 @@ async fn inbound_sms(
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     if from_whatsapp {
-        params.push(("WaId".to_owned(), from_number.trim_start_matches('+').to_owned()));
+        params.push((
+            "WaId".to_owned(),
+            from_number.trim_start_matches('+').to_owned(),
+        ));
         params.push(("ProfileName".to_owned(), "Simulated".to_owned()));
     }
     let (status, reply) = match play::send(&state.shared, &sms.url, "POST", &params).await {

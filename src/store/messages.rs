@@ -159,7 +159,13 @@ impl Tx<'_> {
     }
 
     /// Stores the created message's SID and status.
-    pub fn follow_up_created(&self, id: i64, sid: &str, status: &str, now: DateTime<Utc>) -> Result<()> {
+    pub fn follow_up_created(
+        &self,
+        id: i64,
+        sid: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE messages SET message_sid = ?2,
                  status = CASE WHEN status = 'claimed' THEN ?3 ELSE status END, updated_at = ?4
@@ -232,7 +238,11 @@ impl Tx<'_> {
     }
 
     /// Stores a message someone sent us.
-    pub fn record_inbound_message(&self, m: &NewInboundMessage<'_>, now: DateTime<Utc>) -> Result<()> {
+    pub fn record_inbound_message(
+        &self,
+        m: &NewInboundMessage<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT INTO messages (direction, campaign_id, contact_id, channel, from_address, to_address,
                  body, message_sid, status, keyword, created_at, updated_at)
@@ -255,7 +265,11 @@ impl Tx<'_> {
     /// with direction `inbound` (answered, reason `completed`) and, unless it had already ended
     /// another way (completed, opted out), is completed with `outcome`: reached, no more
     /// retries. Returns the attempt, if any (the first delivery's on a repeat).
-    pub fn record_inbound_call(&self, c: &NewInboundCall<'_>, now: DateTime<Utc>) -> Result<Option<i64>> {
+    pub fn record_inbound_call(
+        &self,
+        c: &NewInboundCall<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>> {
         let tx = &self.conn;
         let inserted = tx.execute(
             "INSERT INTO inbound_calls (call_sid, from_number, to_number, matched, campaign_id, contact_id,
@@ -326,7 +340,11 @@ impl Tx<'_> {
 impl Store {
     /// Contacts whose attempt ended as `q` asks and who have had no message of this rule; the
     /// latest such attempt each. Contacts on the DNC list or opted out are left out.
-    pub fn follow_up_candidates(&self, q: &FollowUpQuery<'_>, limit: usize) -> Result<Vec<FollowUpCandidate>> {
+    pub fn follow_up_candidates(
+        &self,
+        q: &FollowUpQuery<'_>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpCandidate>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, max(a.id), c.phone, c.name, c.ext_id, c.zones, c.fields
              FROM attempts a JOIN contacts c ON c.id = a.contact_id
@@ -339,7 +357,14 @@ impl Store {
         )?;
         let rows = stmt
             .query_map(
-                params![q.campaign_id, q.reason, q.outcome, q.exhausted, q.rule, limit as i64],
+                params![
+                    q.campaign_id,
+                    q.reason,
+                    q.outcome,
+                    q.exhausted,
+                    q.rule,
+                    limit as i64
+                ],
                 |r| {
                     Ok(FollowUpCandidate {
                         contact_id: r.get(0)?,
@@ -416,25 +441,28 @@ impl Store {
              ORDER BY m.created_at, m.id",
         )?;
         let rows = stmt
-            .query_map(params![campaign_id, since.map(secs), until.map(secs)], |r| {
-                Ok(MessageRecord {
-                    campaign: r.get(0)?,
-                    contact: r.get(1)?,
-                    direction: r.get(2)?,
-                    channel: r.get(3)?,
-                    rule: r.get(4)?,
-                    from: r.get(5)?,
-                    to: r.get(6)?,
-                    body: r.get(7)?,
-                    message_sid: r.get(8)?,
-                    status: r.get(9)?,
-                    keyword: r.get(10)?,
-                    error_code: r.get(11)?,
-                    error_message: r.get(12)?,
-                    created_at: r.get(13)?,
-                    updated_at: r.get(14)?,
-                })
-            })?
+            .query_map(
+                params![campaign_id, since.map(secs), until.map(secs)],
+                |r| {
+                    Ok(MessageRecord {
+                        campaign: r.get(0)?,
+                        contact: r.get(1)?,
+                        direction: r.get(2)?,
+                        channel: r.get(3)?,
+                        rule: r.get(4)?,
+                        from: r.get(5)?,
+                        to: r.get(6)?,
+                        body: r.get(7)?,
+                        message_sid: r.get(8)?,
+                        status: r.get(9)?,
+                        keyword: r.get(10)?,
+                        error_code: r.get(11)?,
+                        error_message: r.get(12)?,
+                        created_at: r.get(13)?,
+                        updated_at: r.get(14)?,
+                    })
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -457,20 +485,23 @@ impl Store {
              ORDER BY i.received_at, i.id",
         )?;
         let rows = stmt
-            .query_map(params![campaign_id, since.map(secs), until.map(secs)], |r| {
-                Ok(InboundCallRecord {
-                    campaign: r.get(0)?,
-                    contact: r.get(1)?,
-                    call_sid: r.get(2)?,
-                    from: r.get(3)?,
-                    to: r.get(4)?,
-                    matched: r.get(5)?,
-                    status: r.get(6)?,
-                    duration_seconds: r.get(7)?,
-                    received_at: r.get(8)?,
-                    ended_at: r.get(9)?,
-                })
-            })?
+            .query_map(
+                params![campaign_id, since.map(secs), until.map(secs)],
+                |r| {
+                    Ok(InboundCallRecord {
+                        campaign: r.get(0)?,
+                        contact: r.get(1)?,
+                        call_sid: r.get(2)?,
+                        from: r.get(3)?,
+                        to: r.get(4)?,
+                        matched: r.get(5)?,
+                        status: r.get(6)?,
+                        duration_seconds: r.get(7)?,
+                        received_at: r.get(8)?,
+                        ended_at: r.get(9)?,
+                    })
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -523,19 +554,35 @@ mod tests {
             exhausted: true,
         };
         assert_eq!(store.follow_up_candidates(&q, 10).expect("read").len(), 1);
-        let first = tx.claim_follow_up(&follow_up("missed"), instant(40)).expect("claim");
+        let first = tx
+            .claim_follow_up(&follow_up("missed"), instant(40))
+            .expect("claim");
         assert!(first.is_some());
-        assert_eq!(tx.claim_follow_up(&follow_up("missed"), instant(41)).expect("claim"), None);
+        assert_eq!(
+            tx.claim_follow_up(&follow_up("missed"), instant(41))
+                .expect("claim"),
+            None
+        );
         assert!(store.follow_up_candidates(&q, 10).expect("read").is_empty());
         // another rule is another message; a DNC number gets none
         tx.dnc_add(&["+12125550101".into()], DNC_SOURCE_MESSAGE, instant(42))
             .expect("dnc");
-        assert_eq!(tx.claim_follow_up(&follow_up("other"), instant(43)).expect("claim"), None);
+        assert_eq!(
+            tx.claim_follow_up(&follow_up("other"), instant(43))
+                .expect("claim"),
+            None
+        );
         let other = FollowUpQuery { rule: "other", ..q };
-        assert!(store.follow_up_candidates(&other, 10).expect("read").is_empty());
+        assert!(
+            store
+                .follow_up_candidates(&other, 10)
+                .expect("read")
+                .is_empty()
+        );
         // START takes off only what a message put on
         assert!(tx.dnc_remove_opted_in("+12125550101").expect("remove"));
-        tx.dnc_add(&["+12125550101".into()], "cli", instant(44)).expect("dnc");
+        tx.dnc_add(&["+12125550101".into()], "cli", instant(44))
+            .expect("dnc");
         assert!(!tx.dnc_remove_opted_in("+12125550101").expect("remove"));
     }
 
@@ -547,7 +594,8 @@ mod tests {
             .claim_follow_up(&follow_up("missed"), instant(40))
             .expect("claim")
             .expect("claimed");
-        tx.follow_up_created(id, "SM1", "queued", instant(41)).expect("created");
+        tx.follow_up_created(id, "SM1", "queued", instant(41))
+            .expect("created");
         let apply = |status: &str, token: &str| {
             tx.apply_message_status(id, "SM1", status, None, Some(token), "{}", instant(42))
                 .expect("apply")
@@ -587,15 +635,26 @@ mod tests {
         };
         let first = tx.record_inbound_call(&call, instant(50)).expect("record");
         assert!(first.is_some());
-        assert_eq!(tx.record_inbound_call(&call, instant(51)).expect("repeat"), first);
+        assert_eq!(
+            tx.record_inbound_call(&call, instant(51)).expect("repeat"),
+            first
+        );
         let (state, outcome, attempts): (String, String, i64) = store
             .conn()
-            .query_row("SELECT state, outcome, attempts FROM contacts WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT state, outcome, attempts FROM contacts WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .expect("contact");
-        assert_eq!((state.as_str(), outcome.as_str(), attempts), ("completed", "called_back", 1));
-        assert!(tx.inbound_call_status("CA1", "completed", Some(12), instant(62)).expect("status"));
+        assert_eq!(
+            (state.as_str(), outcome.as_str(), attempts),
+            ("completed", "called_back", 1)
+        );
+        assert!(
+            tx.inbound_call_status("CA1", "completed", Some(12), instant(62))
+                .expect("status")
+        );
         let (status, duration, direction): (String, i64, String) = store
             .conn()
             .query_row(
@@ -604,11 +663,16 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .expect("attempt");
-        assert_eq!((status.as_str(), duration, direction.as_str()), ("completed", 12, "inbound"));
+        assert_eq!(
+            (status.as_str(), duration, direction.as_str()),
+            ("completed", 12, "inbound")
+        );
         // not a dial attempt: the daily cap does not count it
-        assert!(store
-            .recent_attempts("+12125550101", instant(40))
-            .expect("recent")
-            .is_empty());
+        assert!(
+            store
+                .recent_attempts("+12125550101", instant(40))
+                .expect("recent")
+                .is_empty()
+        );
     }
 }

@@ -934,12 +934,18 @@ fn shipped_defaults_run_batch() {
          WHERE c.name = 'Appointment reminder' AND a.reason = 'no-answer'",
     );
     assert_eq!(
-        count(&conn, "SELECT count(*) FROM messages WHERE rule = 'missed-call-sms'"),
+        count(
+            &conn,
+            "SELECT count(*) FROM messages WHERE rule = 'missed-call-sms'"
+        ),
         missed,
         "{out}"
     );
     if missed > 0 {
-        assert!(out.contains(&format!("sent {missed} follow-up message(s)")), "{out}");
+        assert!(
+            out.contains(&format!("sent {missed} follow-up message(s)")),
+            "{out}"
+        );
     }
 }
 

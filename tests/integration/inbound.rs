@@ -36,7 +36,10 @@ fn a_contact_calling_back_hears_the_inbound_script_and_is_reached() {
     let number = "+12025550100";
     let dir = TestDir::new();
     let sim = SimProcess::start(&dir, "seed = 1\ntime_scale = 0.01\n");
-    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim.carrier_toml()));
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
     dir.write(
         "c.json",
         &format!(
@@ -73,14 +76,15 @@ fn a_contact_calling_back_hears_the_inbound_script_and_is_reached() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .expect("one attempt");
-    assert_eq!((direction.as_str(), outcome.as_str()), ("inbound", "called_back"));
+    assert_eq!(
+        (direction.as_str(), outcome.as_str()),
+        ("inbound", "called_back")
+    );
     assert_eq!(attempt_sid, sid);
     let (state, contact_outcome, attempts): (String, String, i64) = conn
-        .query_row(
-            "SELECT state, outcome, attempts FROM contacts",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row("SELECT state, outcome, attempts FROM contacts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .expect("the contact");
     assert_eq!(
         (state.as_str(), contact_outcome.as_str(), attempts),
@@ -92,27 +96,50 @@ fn a_contact_calling_back_hears_the_inbound_script_and_is_reached() {
     let inbound = format!("{url}/twilio/inbound");
     let (status, twiml) = signed_post(
         &inbound,
-        &[("CallSid", "CA00000000000000000000000000000001"), ("From", phone), ("To", number)],
-    );
-    assert_eq!(status, 200);
-    assert!(twiml.contains("<Say>Thanks for calling back, Contact 0.</Say>"), "{twiml}");
-    assert!(twiml.contains("/twilio/inbound?step=bye"), "{twiml}");
-    let (status, twiml) = signed_post(
-        &inbound,
-        &[("CallSid", "CA00000000000000000000000000000002"), ("From", "+447700900123"), ("To", number)],
-    );
-    assert_eq!(status, 200);
-    assert!(twiml.contains("<Say>Thanks for calling back, .</Say>"), "unknown caller: {twiml}");
-    let (status, twiml) = signed_post(
-        &inbound,
-        &[("CallSid", "CA00000000000000000000000000000003"), ("From", phone), ("To", "+13105550199")],
+        &[
+            ("CallSid", "CA00000000000000000000000000000001"),
+            ("From", phone),
+            ("To", number),
+        ],
     );
     assert_eq!(status, 200);
     assert!(
-        twiml.starts_with("<?xml") && twiml.contains("does not take calls") && twiml.contains("<Hangup/>"),
+        twiml.contains("<Say>Thanks for calling back, Contact 0.</Say>"),
+        "{twiml}"
+    );
+    assert!(twiml.contains("/twilio/inbound?step=bye"), "{twiml}");
+    let (status, twiml) = signed_post(
+        &inbound,
+        &[
+            ("CallSid", "CA00000000000000000000000000000002"),
+            ("From", "+447700900123"),
+            ("To", number),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        twiml.contains("<Say>Thanks for calling back, .</Say>"),
+        "unknown caller: {twiml}"
+    );
+    let (status, twiml) = signed_post(
+        &inbound,
+        &[
+            ("CallSid", "CA00000000000000000000000000000003"),
+            ("From", phone),
+            ("To", "+13105550199"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        twiml.starts_with("<?xml")
+            && twiml.contains("does not take calls")
+            && twiml.contains("<Hangup/>"),
         "unowned number: {twiml}"
     );
-    let (status, _) = signed_post(&format!("{url}/twilio/inbound?step=bye"), &[("CallSid", "x")]);
+    let (status, _) = signed_post(
+        &format!("{url}/twilio/inbound?step=bye"),
+        &[("CallSid", "x")],
+    );
     assert_eq!(status, 200);
     let forged = runtime().block_on(async {
         reqwest::Client::new()
@@ -127,8 +154,17 @@ fn a_contact_calling_back_hears_the_inbound_script_and_is_reached() {
     assert_eq!(forged, 403, "unsigned requests are refused");
 
     let attempts_csv = stdout_of(&dir, &["report", "export", "csv"]);
-    assert!(attempts_csv.lines().next().is_some_and(|h| h.ends_with(",direction")));
-    assert_eq!(attempts_csv.matches(",inbound\n").count(), 2, "{attempts_csv}");
+    assert!(
+        attempts_csv
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with(",direction"))
+    );
+    assert_eq!(
+        attempts_csv.matches(",inbound\n").count(),
+        2,
+        "{attempts_csv}"
+    );
     let calls_csv = stdout_of(&dir, &["report", "export", "csv", "--inbound"]);
     for matched in [",contact,", ",caller,", ",unowned,"] {
         assert!(calls_csv.contains(matched), "{matched}: {calls_csv}");

@@ -64,7 +64,10 @@ fn a_missed_call_is_followed_by_one_sms_and_one_whatsapp_inside_calling_hours() 
             rules(&[(phone, "no-answer", &[])])
         ),
     );
-    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim.carrier_toml()));
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
     let all_day = |extra: &str| {
         format!(
             "{{\"name\": \"follow\", \"calling_hours_start\": \"00:00\", \
@@ -129,12 +132,14 @@ fn a_missed_call_is_followed_by_one_sms_and_one_whatsapp_inside_calling_hours() 
         "{csv}"
     );
     assert!(
-        csv.contains(&format!("follow,{phone},outbound,sms,missed-sms,+15005550006,{phone}")),
+        csv.contains(&format!(
+            "follow,{phone},outbound,sms,missed-sms,+15005550006,{phone}"
+        )),
         "{csv}"
     );
 
     // a new rule while the contact's day is excluded: pending, not sent, until the window
-    let today = chrono::Utc::now()
+    let today = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
         .with_timezone(&chrono_tz::America::New_York)
         .weekday();
     let later = FOLLOW_UPS.replace(
@@ -183,7 +188,10 @@ fn stop_by_sms_blocks_every_campaign_at_once_and_start_lifts_only_its_own() {
     let listed_by_hand = "+12125550152";
     let dir = TestDir::new();
     let sim = SimProcess::start(&dir, "seed = 1\ntime_scale = 0.01\n");
-    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim.carrier_toml()));
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
     // neither campaign has started: nothing is dialed while the test texts
     let not_yet = r#""message": "hi", "start_at": "2099-01-01T00:00:00Z",
         "opt_out_keywords": ["BAJA"]"#;
@@ -203,7 +211,10 @@ fn stop_by_sms_blocks_every_campaign_at_once_and_start_lifts_only_its_own() {
     dir.write("d.csv", &contacts(&[phone]));
     let mut daemon = dir.spawn(&["-v", "run", "daemon"], "daemon");
     let url = daemon.url();
-    stdout_of(&dir, &["campaign", "import", "d.json", "--contacts", "d.csv"]);
+    stdout_of(
+        &dir,
+        &["campaign", "import", "d.json", "--contacts", "d.csv"],
+    );
     stdout_of(&dir, &["dnc", "add", listed_by_hand]);
 
     let text = |from: &str, body: &str| {
@@ -214,17 +225,30 @@ fn stop_by_sms_blocks_every_campaign_at_once_and_start_lifts_only_its_own() {
                                "url": format!("{url}/twilio/sms")}),
         );
         assert_eq!(answer["status"], 200, "{answer}");
-        assert!(answer["reply"].as_str().is_some_and(|r| r.contains("<Response")), "{answer}");
+        assert!(
+            answer["reply"]
+                .as_str()
+                .is_some_and(|r| r.contains("<Response")),
+            "{answer}"
+        );
     };
     text(phone, "  sToP \n");
     let dnc = stdout_of(&dir, &["dnc", "list"]);
     assert!(dnc.contains(phone), "{dnc}");
-    let plan = stdout_of(&dir, &["plan", "--at", "2099-06-01T15:00:00Z", "--format", "json"]);
+    let plan = stdout_of(
+        &dir,
+        &["plan", "--at", "2099-06-01T15:00:00Z", "--format", "json"],
+    );
     let rows: Vec<Value> = serde_json::from_str(&plan).expect("plan JSON");
     let reasons: Vec<(&str, &str)> = rows
         .iter()
         .filter(|r| r["phone"] == phone)
-        .map(|r| (r["campaign"].as_str().unwrap_or(""), r["reason"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["campaign"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(reasons, [("one", "dnc"), ("two", "dnc")], "{plan}");
 
@@ -238,9 +262,17 @@ fn stop_by_sms_blocks_every_campaign_at_once_and_start_lifts_only_its_own() {
     text(phone, "baja");
     assert!(stdout_of(&dir, &["dnc", "list"]).contains(phone));
 
-    wait_count(&dir, "SELECT count(*) FROM messages WHERE direction = 'inbound'", 4, &daemon);
+    wait_count(
+        &dir,
+        "SELECT count(*) FROM messages WHERE direction = 'inbound'",
+        4,
+        &daemon,
+    );
     let csv = stdout_of(&dir, &["report", "export", "csv", "--messages"]);
-    assert!(csv.contains(",inbound,sms,,+12125550151,+15005550006,baja,"), "{csv}");
+    assert!(
+        csv.contains(",inbound,sms,,+12125550151,+15005550006,baja,"),
+        "{csv}"
+    );
     assert_eq!(csv.matches(",opt-out,").count(), 2, "{csv}");
     assert_eq!(csv.matches(",opt-in,").count(), 2, "{csv}");
 
@@ -313,7 +345,10 @@ fn the_daemon_sends_the_follow_up_once_and_stores_its_status_callbacks() {
             rules(&[(phone, "no-answer", &[])])
         ),
     );
-    dir.write("dialer.toml", &config("127.0.0.1:0", 50.0, &sim.carrier_toml()));
+    dir.write(
+        "dialer.toml",
+        &config("127.0.0.1:0", 50.0, &sim.carrier_toml()),
+    );
     dir.write(
         "c.json",
         r#"{"name": "follow", "calling_hours_start": "00:00", "calling_hours_end": "24:00",
@@ -333,7 +368,10 @@ fn the_daemon_sends_the_follow_up_once_and_stores_its_status_callbacks() {
     );
     let conn = dir.db();
     assert_eq!(
-        count(&conn, "SELECT count(*) FROM message_events WHERE status IN ('sent', 'delivered')"),
+        count(
+            &conn,
+            "SELECT count(*) FROM message_events WHERE status IN ('sent', 'delivered')"
+        ),
         2
     );
     let (state, attempts): (String, i64) = conn
