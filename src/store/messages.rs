@@ -339,7 +339,8 @@ impl Tx<'_> {
 
 impl Store {
     /// Contacts whose attempt ended as `q` asks and who have had no message of this rule; the
-    /// latest such attempt each. Contacts on the DNC list or opted out are left out.
+    /// latest such attempt each. A completed attempt without an option's outcome counts as
+    /// `answered`, the outcome its contact gets. Contacts on the DNC list or opted out are left out.
     pub fn follow_up_candidates(
         &self,
         q: &FollowUpQuery<'_>,
@@ -349,7 +350,9 @@ impl Store {
             "SELECT c.id, max(a.id), c.phone, c.name, c.ext_id, c.zones, c.fields
              FROM attempts a JOIN contacts c ON c.id = a.contact_id
              WHERE a.campaign_id = ?1 AND a.direction = 'outbound' AND a.ended_at IS NOT NULL
-               AND (?2 IS NULL OR a.reason = ?2) AND (?3 IS NULL OR a.outcome = ?3)
+               AND (?2 IS NULL OR a.reason = ?2)
+               AND (?3 IS NULL OR coalesce(a.outcome,
+                    CASE WHEN a.reason = 'completed' THEN 'answered' END) = ?3)
                AND (NOT ?4 OR c.state = 'exhausted') AND c.state != 'opted_out'
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.contact_id = c.id AND m.rule = ?5)
                AND NOT EXISTS (SELECT 1 FROM dnc d WHERE d.phone = c.phone)
@@ -579,6 +582,26 @@ mod tests {
                 .expect("read")
                 .is_empty()
         );
+        // a completed call without an option's outcome is `answered`
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO contacts (id, campaign_id, phone, state, attempts, created_at, updated_at)
+                     VALUES (2, 1, '+12125550102', 'completed', 1, 0, 0);
+                 INSERT INTO attempts (contact_id, campaign_id, attempt_no, phone, status, reason,
+                         started_at, ended_at)
+                     VALUES (2, 1, 1, '+12125550102', 'completed', 'completed', 0, 30);",
+            )
+            .expect("rows");
+        let answered = FollowUpQuery {
+            rule: "thanks",
+            reason: None,
+            outcome: Some("answered"),
+            exhausted: false,
+            ..q
+        };
+        let found = store.follow_up_candidates(&answered, 10).expect("read");
+        assert_eq!(found.iter().map(|c| c.contact_id).collect::<Vec<_>>(), [2]);
         // START takes off only what a message put on
         assert!(tx.dnc_remove_opted_in("+12125550101").expect("remove"));
         tx.dnc_add(&["+12125550101".into()], "cli", instant(44))
