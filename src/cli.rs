@@ -222,6 +222,12 @@ pub enum ExportCommand {
         /// One row per contact, with one `answer.STEP` column per gather step.
         #[arg(long)]
         contacts: bool,
+        /// One row per message: follow-ups sent, messages received (opt-out keywords marked).
+        #[arg(long, conflicts_with_all = ["contacts", "inbound"])]
+        messages: bool,
+        /// One row per inbound call: contacts calling back, unknown callers, unowned numbers.
+        #[arg(long, conflicts_with_all = ["contacts", "messages"])]
+        inbound: bool,
         /// Write to FILE (created with mode 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::bounds;
 
+use super::follow_up::Messaging;
 use super::model::{
     CallingHours, Campaign, CampaignRules, Content, MachineDetection, Reason, RetryDelays, Schedule,
 };
@@ -67,6 +68,13 @@ struct RawCampaign {
     voice: Option<String>,
     language: Option<String>,
     script: Option<RawScript>,
+    // SPEC §12: inbound calls and follow-up messages
+    inbound: Option<RawScript>,
+    inbound_outcome: Option<String>,
+    #[serde(default)]
+    opt_out_keywords: Vec<String>,
+    #[serde(default)]
+    follow_up: Vec<super::follow_up::RawFollowUp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,6 +349,14 @@ fn validate(raw: RawCampaign, defaults: Defaults) -> Result<Parsed, CampaignErro
             Content::Draft
         }
     };
+    let messaging = validate_messaging(
+        raw.inbound,
+        raw.inbound_outcome,
+        raw.opt_out_keywords,
+        raw.follow_up,
+        &content,
+        &mut warnings,
+    )?;
     Ok(Parsed {
         campaign: Campaign {
             name,
@@ -364,8 +380,77 @@ fn validate(raw: RawCampaign, defaults: Defaults) -> Result<Parsed, CampaignErro
             voice: raw.voice,
             language: raw.language,
             content,
+            messaging,
         },
         warnings,
+    })
+}
+
+/// The SPEC §12 fields: the `inbound` script (validated like `script`, errors named
+/// `inbound.…`), `inbound_outcome`, `opt_out_keywords` and the `follow_up` rules, whose
+/// outcomes must be ones the campaign's calls can end with.
+fn validate_messaging(
+    inbound: Option<RawScript>,
+    inbound_outcome: Option<String>,
+    opt_out_keywords: Vec<String>,
+    follow_up: Vec<super::follow_up::RawFollowUp>,
+    content: &Content,
+    warnings: &mut Vec<String>,
+) -> Result<Messaging, CampaignError> {
+    let inbound = match inbound {
+        None => None,
+        Some(raw) => {
+            let mut own = Vec::new();
+            let rename = |text: &str| text.replacen("script", "inbound", 1);
+            let script = validate_script(raw, &mut own).map_err(|e| match e {
+                CampaignError::Field { field, message } => field_err(rename(&field), message),
+                other => other,
+            })?;
+            warnings.extend(own.iter().map(|w| format!("inbound {w}")));
+            if let Some((name, _)) = script.steps.iter().find(|(_, s)| s.gather.is_some()) {
+                return Err(field_err(
+                    format!("inbound.steps.{name}.gather"),
+                    "an inbound script cannot gather answers yet: use `say`, `play`, `dial`, `record`, `hangup` or `next`",
+                ));
+            }
+            Some(script)
+        }
+    };
+    let inbound_outcome = match inbound_outcome.map(|o| o.trim().to_owned()) {
+        Some(o) if o.is_empty() => return Err(field_err("inbound_outcome", "must not be empty")),
+        Some(o) => o,
+        None => super::follow_up::DEFAULT_INBOUND_OUTCOME.to_owned(),
+    };
+    for (i, k) in opt_out_keywords.iter().enumerate() {
+        if k.trim().is_empty() || k.trim().contains(char::is_whitespace) {
+            return Err(field_err(
+                format!("opt_out_keywords[{i}]"),
+                format!("`{k}` is not a single word like `BAJA`"),
+            ));
+        }
+    }
+    let mut outcomes = vec!["answered".to_owned()];
+    if let Content::Script(s) = content {
+        for step in s.steps.values() {
+            for o in step.gather.iter().flat_map(|g| &g.options) {
+                if let Some(out) = &o.outcome
+                    && !outcomes.contains(out)
+                {
+                    outcomes.push(out.clone());
+                }
+            }
+        }
+    }
+    let follow_ups = super::follow_up::validate_rules(follow_up, &outcomes)
+        .map_err(|e| field_err(e.field, e.message))?;
+    Ok(Messaging {
+        inbound,
+        inbound_outcome,
+        opt_out_keywords: opt_out_keywords
+            .into_iter()
+            .map(|k| k.trim().to_owned())
+            .collect(),
+        follow_ups,
     })
 }
 

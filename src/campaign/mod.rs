@@ -1,6 +1,7 @@
 //! Campaigns and contacts: the JSON and CSV formats, their validation, phone numbers and zones.
 
 pub mod contacts_csv;
+pub mod follow_up;
 pub mod json;
 pub mod model;
 pub mod phone;

@@ -174,6 +174,8 @@ pub struct Campaign {
     pub voice: Option<String>,
     pub language: Option<String>,
     pub content: Content,
+    /// Inbound calls and follow-up messages (SPEC §12).
+    pub messaging: super::follow_up::Messaging,
 }
 
 impl Campaign {

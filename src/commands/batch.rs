@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::decision::Loaded;
 use crate::dialing::Placed;
-use crate::engine::{Offer, Placement, Session, interleave};
+use crate::engine::{FollowUpRound, Offer, Placement, Session, interleave};
 use crate::schedule::PlanReason;
 use crate::store::{AttemptEnding, ProcessLock, StoreError};
 
@@ -27,6 +27,10 @@ const SETTLE_BUDGET: Duration = Duration::from_millis(50);
 /// A contact placed back in the queue this many times (429 after the client's own retries)
 /// is left for the next run.
 const MAX_REQUEUES: u32 = 8;
+
+/// How long a batch waits for the status callbacks of the follow-ups it sent (at most
+/// `--wait`); a message reported later keeps its last known status.
+const MESSAGE_WAIT: Duration = Duration::from_secs(10);
 
 /// Contacts taken per campaign per round (round robin between campaigns).
 const ROUND: usize = 64;
@@ -76,6 +80,14 @@ pub async fn run(
     }
     // upkeep a daemon does as it goes: move finished imports' rows into the due index
     while session.settle_imports(SETTLE_BUDGET).await? {}
+    // SPEC §12: follow-ups of attempts that ended (in this run or before), inside calling hours
+    let follow_ups = session.send_follow_ups(&campaigns, session.now()).await?;
+    if !follow_ups.created.is_empty() {
+        // their status callbacks (`sent`, `delivered`) come while the server runs
+        session
+            .wait_for_messages(&follow_ups.created, wait.min(MESSAGE_WAIT))
+            .await?;
+    }
     let attempts = tally.attempts.clone();
     let endings = session
         .shared()
@@ -84,6 +96,9 @@ pub async fn run(
         .await?;
     session.close().await;
     for line in tally.lines(&endings, wait) {
+        println!("{line}");
+    }
+    for line in follow_up_lines(&follow_ups) {
         println!("{line}");
     }
     for (name, why) in idle {
@@ -276,6 +291,27 @@ impl Tally {
         }
         out
     }
+}
+
+/// What the batch says about follow-up messages.
+fn follow_up_lines(round: &FollowUpRound) -> Vec<String> {
+    let mut out = Vec::new();
+    if round.sent > 0 {
+        out.push(format!("sent {} follow-up message(s)", round.sent));
+    }
+    if round.failed > 0 {
+        out.push(format!(
+            "{} follow-up message(s) refused by the carrier (see `dialer report export csv --messages`)",
+            round.failed
+        ));
+    }
+    if let Some(t) = round.next_at {
+        out.push(format!(
+            "follow-up message(s) pending until calling hours: the next may be sent at {}",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    out
 }
 
 /// Why a campaign dials nothing now: its reasons, counted, and the earliest next instant.

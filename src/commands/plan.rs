@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Context, Table, load_campaigns};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::decision::contact_zones;
+use crate::engine::pending_follow_ups;
 
 const HEADER: [&str; 9] = [
     "campaign",
@@ -137,5 +138,63 @@ pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
             })
         })?;
     }
-    sink.finish()
+    let table = matches!(sink, Sink::Table(..));
+    sink.finish()?;
+    follow_ups(&store, &campaigns, at, table)
+}
+
+/// Pending follow-up messages (SPEC §12) and when each may be sent: a table after the plan's,
+/// or, for JSON and CSV (whose rows keep exactly the SPEC §5.4 keys), lines on stderr.
+fn follow_ups(
+    store: &crate::store::Store,
+    campaigns: &[crate::decision::Loaded],
+    at: chrono::DateTime<chrono::Utc>,
+    table: bool,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for l in campaigns {
+        for p in pending_follow_ups(store, l, at, usize::MAX >> 1)? {
+            let rule = &l.campaign.messaging.follow_ups[p.rule];
+            let when = match p.sends_at {
+                Some(t) if t <= at => "now".to_owned(),
+                Some(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                None => "never (no calling window)".to_owned(),
+            };
+            rows.push([
+                l.row.name.clone(),
+                p.candidate
+                    .ext_id
+                    .clone()
+                    .unwrap_or_else(|| p.candidate.phone.clone()),
+                p.candidate.phone.clone(),
+                rule.name.clone(),
+                rule.channel.as_str().to_owned(),
+                when,
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if table {
+        let mut t = Table::new([
+            "campaign",
+            "contact",
+            "phone",
+            "follow_up",
+            "channel",
+            "sends_at",
+        ]);
+        for r in rows {
+            t.row(r);
+        }
+        println!("\npending follow-up messages:\n{}", t.render());
+    } else {
+        for [campaign, contact, _, rule, channel, when] in rows {
+            eprintln!(
+                "follow-up `{rule}` ({channel}) pending for {contact} of `{campaign}`: sends at {when}"
+            );
+        }
+    }
+    Ok(())
 }

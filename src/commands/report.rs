@@ -22,6 +22,8 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             since,
             until,
             contacts,
+            messages,
+            inbound,
             out,
             raw,
         }) => {
@@ -31,6 +33,25 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             let config = ctx.config()?;
             let store = ctx.reader(&config)?;
             let out = out.as_deref();
+            if messages || inbound {
+                let campaign_id = match campaign.as_deref() {
+                    Some(name) => Some(store.require_campaign(name)?.id),
+                    None => None,
+                };
+                let filter = report::MessageFilter {
+                    campaign_id,
+                    since,
+                    until,
+                };
+                emit(out, |w| {
+                    if messages {
+                        report::write_messages(&store, &filter, cells, w)
+                    } else {
+                        report::write_inbound_calls(&store, &filter, cells, w)
+                    }
+                })?;
+                return Ok(());
+            }
             if contacts {
                 let campaigns = load_campaigns(&config, &store, campaign.as_deref())?
                     .iter()

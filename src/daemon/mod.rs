@@ -99,6 +99,8 @@ pub enum Event {
     AccountChecked { usable: bool },
     /// The circuit breaker is open: nothing is placed for this long.
     CircuitOpen { wait: Duration },
+    /// Follow-up messages were sent (SPEC §12).
+    FollowUps { sent: u32, failed: u32 },
 }
 
 /// What a daemon run did.
@@ -112,6 +114,9 @@ pub struct Summary {
     pub reconciled: usize,
     /// Attempts still open when the daemon stopped (the next start reconciles them).
     pub left_open: u32,
+    /// Follow-up messages sent, and refused by the carrier.
+    pub follow_ups_sent: u32,
+    pub follow_ups_failed: u32,
 }
 
 /// Runs the callback server and the scheduler until `shutdown` is cancelled; then stops placing,
@@ -159,6 +164,7 @@ pub async fn run(
         write_retry_at: None,
         catch_up_until: None,
         settling: true,
+        follow_up_next: None,
     };
     let looped = sched.run_loop(&shutdown).await;
     let drained = sched.drain().await;
@@ -217,6 +223,8 @@ struct Scheduler<'a> {
     catch_up_until: Option<Instant>,
     /// A finished import's rows may still wait to be settled (see [`Scheduler::settle`]).
     settling: bool,
+    /// When the next follow-up still pending may be sent (outside calling hours now).
+    follow_up_next: Option<DateTime<Utc>>,
 }
 
 impl Scheduler<'_> {
@@ -252,6 +260,7 @@ impl Scheduler<'_> {
             }
 
             let now = self.session.now();
+            self.follow_ups(now).await?;
             self.held.retain(|_, until| *until > Instant::now());
             let work = self.pick(now).await?;
             if work.is_empty() {
@@ -465,6 +474,34 @@ impl Scheduler<'_> {
         self.campaigns.iter().find(|c| c.id() == id)
     }
 
+    /// Sends the follow-up messages pending inside calling hours (SPEC §12) and remembers when
+    /// the next one may go, for [`Scheduler::wake_at`].
+    async fn follow_ups(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let campaigns: Vec<_> = self.campaigns.iter().map(|c| c.loaded.clone()).collect();
+        match self.session.send_follow_ups(&campaigns, now).await {
+            Ok(round) => {
+                self.follow_up_next = round.next_at;
+                if round.sent + round.failed > 0 {
+                    self.summary.follow_ups_sent += round.sent;
+                    self.summary.follow_ups_failed += round.failed;
+                    emit(
+                        self.events.as_ref(),
+                        Event::FollowUps {
+                            sent: round.sent,
+                            failed: round.failed,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Err(e) if e.is_write_unavailable() => {
+                self.write_failed(&e);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Up to [`ROUND`] contacts of every campaign not held, interleaved.
     async fn pick(&mut self, now: DateTime<Utc>) -> Result<Vec<(i64, ContactRow)>> {
         let mut campaigns = std::mem::take(&mut self.campaigns);
@@ -511,7 +548,10 @@ impl Scheduler<'_> {
             now + chrono::Duration::from_std(until.saturating_duration_since(Instant::now()))
                 .unwrap_or_default()
         });
-        Ok([wake, released].into_iter().flatten().min())
+        Ok([wake, released, self.follow_up_next]
+            .into_iter()
+            .flatten()
+            .min())
     }
 
     /// Whether campaigns, the DNC list or imports changed (in any process) since the last load.
@@ -674,6 +714,18 @@ impl Summary {
         }
         if self.reconciled > 0 {
             out.push(format!("reconciled {} attempt(s)", self.reconciled));
+        }
+        if self.follow_ups_sent > 0 {
+            out.push(format!(
+                "sent {} follow-up message(s)",
+                self.follow_ups_sent
+            ));
+        }
+        if self.follow_ups_failed > 0 {
+            out.push(format!(
+                "{} follow-up message(s) refused by the carrier (see `dialer report export csv --messages`)",
+                self.follow_ups_failed
+            ));
         }
         if self.left_open > 0 {
             out.push(format!(

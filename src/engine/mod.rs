@@ -3,6 +3,7 @@
 //! state, reconciliation, pacing and the calls in flight. The commands only decide *what* to
 //! offer and *when*; how a due contact becomes a call lives here.
 
+mod follow_up;
 mod pick;
 
 use std::collections::HashSet;
@@ -23,6 +24,7 @@ use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::store::{ContactRow, Db, StoreError};
 
+pub use follow_up::{FollowUpRound, Pending, pending_follow_ups};
 pub use pick::{due_contacts, interleave};
 
 /// How often attempts open for too long (lost callbacks) are reconciled.
@@ -82,7 +84,8 @@ impl Session {
             carrier.auth_token.clone(),
             config.dialer.default_timezone,
             clock,
-        );
+        )
+        .with_default_from(&config.twilio.from);
         let stop_server = CancellationToken::new();
         let server = tokio::spawn(server::serve(listener, shared.clone(), stop_server.clone()));
         tracing::info!(%public_url, "callback server listening");

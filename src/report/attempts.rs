@@ -7,7 +7,7 @@ use super::{PROGRESS_EVERY, ReportError};
 use crate::store::{AttemptFilter, AttemptRecord, Store};
 
 /// The export's columns, in order (SPEC §8).
-pub const ATTEMPT_HEADER: [&str; 18] = [
+pub const ATTEMPT_HEADER: [&str; 19] = [
     "campaign",
     "contact",
     "name",
@@ -26,6 +26,9 @@ pub const ATTEMPT_HEADER: [&str; 18] = [
     "ended_at",
     "error_code",
     "error_message",
+    // extra columns (SPEC §8 allows them after the 18): `outbound`, or `inbound` for a call a
+    // contact made to the campaign's number (SPEC §12)
+    "direction",
 ];
 
 /// Writes the header and every attempt `filter` selects to `out` as CSV, ordered by campaign,
@@ -96,5 +99,6 @@ fn write_row<W: Write>(
     write_number(w, scratch, cells, a.ended_at, push_rfc3339)?;
     write_number(w, scratch, cells, a.error_code, push_int)?;
     write_text(w, scratch, cells, t(a.error_message))?;
+    write_text(w, scratch, cells, a.direction)?;
     w.write_record(None::<&[u8]>)
 }

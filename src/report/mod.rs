@@ -5,6 +5,7 @@ mod atomic;
 mod attempts;
 mod cell;
 mod contacts;
+mod messages;
 mod summary;
 
 #[cfg(test)]
@@ -20,6 +21,9 @@ pub use atomic::write_atomically;
 pub use attempts::{ATTEMPT_HEADER, write_attempts, write_attempts_as};
 pub use cell::Cells;
 pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
+pub use messages::{
+    INBOUND_HEADER, MESSAGE_HEADER, MessageFilter, write_inbound_calls, write_messages,
+};
 pub use summary::{Summary, summarize};
 
 /// How often (in rows) an export reports progress.

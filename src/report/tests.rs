@@ -117,7 +117,7 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap()
 }
 
-const HEADER_LINE: &str = "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message";
+const HEADER_LINE: &str = "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message,direction";
 
 fn rows(text: &str) -> Vec<&str> {
     text.lines().skip(1).collect()
@@ -153,7 +153,7 @@ fn attempt_export_writes_every_column() {
     assert_eq!(
         rows(&d.export(AttemptFilter::default())),
         [
-            "spring,C-7,\"Doe, \"\"Jo\"\"\",+14155550100,2,CA0123,completed,completed,human,interested,1,yes please,61,2026-11-23T15:00:00Z,2026-11-23T15:00:07Z,2026-11-23T15:01:08Z,21211,Invalid 'To' number"
+            "spring,C-7,\"Doe, \"\"Jo\"\"\",+14155550100,2,CA0123,completed,completed,human,interested,1,yes please,61,2026-11-23T15:00:00Z,2026-11-23T15:00:07Z,2026-11-23T15:01:08Z,21211,Invalid 'To' number,outbound"
         ]
     );
 }
@@ -170,7 +170,7 @@ fn attempt_export_leaves_unknown_cells_empty() {
     );
     assert_eq!(
         rows(&d.export(AttemptFilter::default())),
-        ["spring,+14155550100,,+14155550100,1,,dialing,,,,,,,2026-11-23T15:00:00Z,,,,"]
+        ["spring,+14155550100,,+14155550100,1,,dialing,,,,,,,2026-11-23T15:00:00Z,,,,,outbound"]
     );
 }
 
@@ -190,7 +190,7 @@ fn csv_injection_cells_are_neutralised_unless_raw() {
             ?3, -1, char(13) || '=2')",
         params![p, c, T0],
     );
-    let neutral = "'=cmd|' /C calc'!A0,'@SUM(1+1),\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,'-2+3+cmd|x!A0,,'\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"'\r=2\"";
+    let neutral = "'=cmd|' /C calc'!A0,'@SUM(1+1),\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,'-2+3+cmd|x!A0,,'\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"'\r=2\",outbound";
     assert_eq!(rows(&d.export(AttemptFilter::default())), [neutral]);
     let mut out = Vec::new();
     write_attempts_as(
@@ -201,7 +201,7 @@ fn csv_injection_cells_are_neutralised_unless_raw() {
         |_| {},
     )
     .unwrap();
-    let raw = "=cmd|' /C calc'!A0,@SUM(1+1),\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,-2+3+cmd|x!A0,,\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"\r=2\"";
+    let raw = "=cmd|' /C calc'!A0,@SUM(1+1),\"=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\",+14155550100,1,,completed,,,-2+3+cmd|x!A0,,\t=1,-5,2026-11-23T15:00:00Z,,,-1,\"\r=2\",outbound";
     assert_eq!(rows(&String::from_utf8(out).unwrap()), [raw]);
 
     // the per-contact export: fields, answers and `answer.STEP` headers alike

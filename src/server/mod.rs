@@ -3,6 +3,7 @@
 //! `serve(listener, state, shutdown)` takes a bound listener so tests can use port 0.
 
 mod calls;
+mod inbound;
 mod signed;
 
 use axum::Router;
@@ -61,6 +62,10 @@ pub fn router(state: Shared) -> Router {
         .route("/twilio/gather", post(calls::gather))
         .route("/twilio/record", post(calls::record))
         .route("/twilio/status", post(calls::status))
+        .route("/twilio/inbound", post(inbound::inbound))
+        .route("/twilio/inbound/status", post(inbound::inbound_status))
+        .route("/twilio/sms", post(inbound::sms))
+        .route("/twilio/message-status", post(inbound::message_status))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -35,6 +35,9 @@ pub struct Shared {
     pub in_flight: Arc<InFlight>,
     /// Whether the carrier account can be used, and the circuit breaker over its server errors.
     pub carrier: Arc<CarrierHealth>,
+    /// `twilio.from`: the number of campaigns without their own `from` (inbound calls and
+    /// messages are matched to campaigns by the number called).
+    pub default_from: Option<Arc<str>>,
     campaigns: Arc<Mutex<HashMap<i64, Arc<Campaign>>>>,
 }
 
@@ -55,8 +58,15 @@ impl Shared {
             metrics: Arc::default(),
             in_flight: Arc::default(),
             carrier: Arc::default(),
+            default_from: None,
             campaigns: Arc::default(),
         }
+    }
+
+    /// With `twilio.from` known (see [`Shared::default_from`]).
+    pub fn with_default_from(mut self, from: &str) -> Self {
+        self.default_from = Some(from.into());
+        self
     }
 
     /// A campaign by id, parsed once and cached (dropped by [`Shared::forget_campaigns`]).

@@ -55,7 +55,7 @@ impl ApiError {
     pub fn bad(code: u32, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
-    fn not_found(uri: &str) -> ApiError {
+    pub fn not_found(uri: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             20404,

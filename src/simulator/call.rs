@@ -46,6 +46,8 @@ pub struct Call {
     /// Simulated seconds since the call was answered.
     pub talk: f64,
     answered: bool,
+    /// `outbound-api`, or `inbound` for a call made to the product's number.
+    direction: &'static str,
     sequence: u32,
     callbacks: mpsc::UnboundedSender<Delivery>,
 }
@@ -73,12 +75,45 @@ pub async fn run(shared: Arc<Shared>, plan: CallPlan) {
         rng: plan.rng,
         talk: 0.0,
         answered: false,
+        direction: "outbound-api",
         sequence: 0,
         callbacks: tx,
     };
     let hangup = plan.hangup;
     tokio::select! {
         () = call.progress() => {}
+        () = hangup.cancelled() => call.hung_up(),
+        () = stop.cancelled() => {}
+    }
+    drop(call);
+    tokio::select! {
+        _ = delivery => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// Plays a call someone makes to the product's number: it is answered at once by the voice
+/// webhook (`params.url`) and ends `completed` with a status callback if one was configured.
+pub async fn run_inbound(shared: Arc<Shared>, plan: CallPlan) {
+    let stop = shared.stop.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let delivery = tokio::spawn(deliver(shared.clone(), plan.params.clone(), rx));
+    let mut call = Call {
+        shared,
+        sid: plan.sid,
+        callee: Callee::new(&plan.behavior),
+        p: plan.params,
+        behavior: plan.behavior,
+        rng: plan.rng,
+        talk: 0.0,
+        answered: false,
+        direction: "inbound",
+        sequence: 0,
+        callbacks: tx,
+    };
+    let hangup = plan.hangup;
+    tokio::select! {
+        () = call.answer() => {}
         () = hangup.cancelled() => call.hung_up(),
         () = stop.cancelled() => {}
     }
@@ -156,7 +191,7 @@ impl Call {
             ("To", self.p.to.as_str()),
             ("CallStatus", status),
             ("ApiVersion", "2010-04-01"),
-            ("Direction", "outbound-api"),
+            ("Direction", self.direction),
             ("Caller", self.p.from.as_str()),
             ("Called", self.p.to.as_str()),
         ]

@@ -7,6 +7,7 @@ mod behavior;
 mod call;
 mod config;
 mod list;
+mod messages;
 mod params;
 mod play;
 mod record;
@@ -30,6 +31,7 @@ pub use config::{
     Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Rule, SimConfig,
     SimConfigError,
 };
+pub use messages::{InboundAnswer, InboundCall, InboundSms, SimMessage};
 pub use record::CallRecord;
 
 /// One Calls create request as the simulator received and answered it (`GET /simulator/requests`).
@@ -64,6 +66,8 @@ pub(crate) struct Shared {
     book: Mutex<Book>,
     /// The newest `history` create requests.
     requests: Mutex<VecDeque<CreateRequestLog>>,
+    /// The Messages resource and the carrier's opt-out list (SPEC §12).
+    messages: Mutex<messages::MessageBook>,
     /// Cancelled when the simulator stops: call tasks end without further callbacks.
     stop: CancellationToken,
     /// `faults.account_suspended`, changeable while running.
@@ -143,6 +147,7 @@ impl SimState {
             http,
             book: Mutex::new(Book::default()),
             requests: Mutex::new(VecDeque::new()),
+            messages: Mutex::default(),
             stop: CancellationToken::new(),
             suspended: std::sync::atomic::AtomicBool::new(config.faults.account_suspended),
             config,
@@ -191,6 +196,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+    fn messages(&self) -> MutexGuard<'_, messages::MessageBook> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
     fn requests(&self) -> MutexGuard<'_, VecDeque<CreateRequestLog>> {
         self.requests
             .lock()
@@ -217,7 +227,7 @@ impl Shared {
 
 /// The simulator's HTTP surface: Twilio's Calls resource plus `GET /simulator/requests`.
 pub fn router(state: SimState) -> Router {
-    api::routes().with_state(state)
+    api::routes().merge(messages::routes()).with_state(state)
 }
 
 /// Serves the simulator on `listener` until `shutdown` is cancelled.

@@ -548,7 +548,8 @@ impl Store {
     /// Start instants of attempts to a number (any campaign) after `since`.
     pub fn recent_attempts(&self, phone: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT started_at FROM attempts WHERE phone = ?1 AND started_at > ?2 ORDER BY started_at",
+            "SELECT started_at FROM attempts WHERE phone = ?1 AND started_at > ?2 AND direction = 'outbound'
+             ORDER BY started_at",
         )?;
         let rows = stmt
             .query_map(params![phone, secs(since)], |r| Ok(instant(r.get(0)?)))?

@@ -10,6 +10,7 @@ mod contacts;
 mod db;
 mod dnc;
 mod lock;
+mod messages;
 mod reports;
 mod writer;
 
@@ -26,6 +27,10 @@ pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ChunkOutcome, ContactRow, DryRun, ImportCounts, ImportRun, NewContact};
 pub use db::Db;
 pub use lock::{LockError, ProcessLock, held_by_a_live_process};
+pub use messages::{
+    ContactMatch, DNC_SOURCE_MESSAGE, FollowUpCandidate, FollowUpQuery, InboundCallRecord,
+    MessageRecord, NewFollowUp, NewInboundCall, NewInboundMessage,
+};
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
@@ -36,6 +41,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0002_changes.sql")),
     M::up(include_str!("../../migrations/0003_callbacks.sql")),
     M::up(include_str!("../../migrations/0004_imports.sql")),
+    M::up(include_str!("../../migrations/0005_messaging.sql")),
     M::up(include_str!("../../migrations/0008_import_speed.sql")),
 ];
 

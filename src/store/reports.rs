@@ -68,6 +68,8 @@ pub struct AttemptRecord<'a> {
     pub ended_at: Option<i64>,
     pub error_code: Option<i64>,
     pub error_message: Option<&'a str>,
+    /// `outbound`, or `inbound` for a call the contact made (SPEC §12).
+    pub direction: &'a str,
 }
 
 /// One contact as exported, borrowed from the current SQLite row.
@@ -124,7 +126,8 @@ pub const REACHED: &str =
 const ATTEMPT_SELECT: &str =
     "SELECT cp.name, coalesce(c.ext_id, c.phone), c.name, a.phone, a.attempt_no,
         a.call_sid, a.status, a.reason, a.answered_by, a.outcome, a.digits, a.speech,
-        a.duration_seconds, a.started_at, a.answered_at, a.ended_at, a.error_code, a.error_message
+        a.duration_seconds, a.started_at, a.answered_at, a.ended_at, a.error_code, a.error_message,
+        a.direction
     FROM attempts a
     JOIN contacts c ON c.id = a.contact_id
     JOIN campaigns cp ON cp.id = a.campaign_id";
@@ -194,6 +197,7 @@ fn attempt_record<'a>(r: &'a rusqlite::Row<'a>) -> rusqlite::Result<AttemptRecor
         ended_at: n(15)?,
         error_code: n(16)?,
         error_message: t(17)?,
+        direction: t(18)?.unwrap_or("outbound"),
     })
 }
 

@@ -366,6 +366,102 @@ impl Client {
     }
 }
 
+/// The parameters of `POST /Messages.json` (SPEC §12): SMS, or WhatsApp with `whatsapp:`
+/// addresses on both `To` and `From`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateMessage {
+    pub to: String,
+    pub from: String,
+    pub body: String,
+    /// `{public_url}/twilio/message-status?message=ID`, signed like the call callbacks.
+    pub status_callback: String,
+}
+
+/// A Message resource as Twilio returns it (the fields the dialer keeps).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Message {
+    pub sid: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<i64>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// One page of `GET /Messages.json`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessagePage {
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub next_page_uri: Option<String>,
+}
+
+impl Client {
+    fn messages_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.api_base, self.account_sid
+        )
+    }
+
+    /// `POST /Messages.json`. Like [`Client::create_call`], only errors that prove the request
+    /// was never processed are retried.
+    pub async fn create_message(&self, m: &CreateMessage) -> Result<Message, Error> {
+        let url = self.messages_url();
+        let form = [
+            ("To", m.to.as_str()),
+            ("From", m.from.as_str()),
+            ("Body", m.body.as_str()),
+            ("StatusCallback", m.status_callback.as_str()),
+        ];
+        let body = self
+            .send(&url, Error::never_processed, || {
+                self.http.post(&url).form(&form)
+            })
+            .await?;
+        decode(&url, &body)
+    }
+
+    /// `GET /Messages/{sid}.json`.
+    pub async fn fetch_message(&self, sid: &str) -> Result<Message, Error> {
+        if !is_sid(sid) {
+            return Err(Error::InvalidSid(sid.to_string()));
+        }
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages/{sid}.json",
+            self.api_base, self.account_sid
+        );
+        let body = self
+            .send(&url, Error::is_retryable, || self.http.get(&url))
+            .await?;
+        decode(&url, &body)
+    }
+
+    /// `GET /Messages.json?To=…` (first page).
+    pub async fn list_messages(&self, to: Option<&str>) -> Result<Vec<Message>, Error> {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(to) = to {
+            query.append_pair("To", to);
+        }
+        query.append_pair("PageSize", &LIST_PAGE_SIZE.to_string());
+        let url = format!("{}?{}", self.messages_url(), query.finish());
+        let body = self
+            .send(&url, Error::is_retryable, || self.http.get(&url))
+            .await?;
+        decode::<MessagePage>(&url, &body).map(|p| p.messages)
+    }
+}
+
 /// Twilio SIDs are two letters and 32 hex digits; accept any ASCII alphanumerics so the
 /// simulator may use its own, but nothing that could change the URL.
 fn is_sid(s: &str) -> bool {

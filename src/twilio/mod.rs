@@ -5,7 +5,10 @@ pub mod error;
 pub mod signature;
 pub mod twiml;
 
-pub use client::{Call, CallPage, Client, ClientOptions, CreateCall, ListCalls, RetryPolicy};
+pub use client::{
+    Call, CallPage, Client, ClientOptions, CreateCall, CreateMessage, ListCalls, Message,
+    RetryPolicy,
+};
 pub use error::Error;
 
 #[cfg(test)]

@@ -112,6 +112,11 @@ pub fn render_voicemail(vm: &Voicemail, ctx: &RenderContext<'_>) -> String {
     })
 }
 
+/// An empty `<Response>`: answers a message webhook without replying.
+pub fn empty() -> String {
+    document(|_| Ok(()))
+}
+
 /// `<Response><Hangup/></Response>`.
 pub fn hangup() -> String {
     document(|w| {

@@ -59,7 +59,7 @@ impl TestDir {
     }
 
     /// `run batch --wait 30s` (plus `extra`), which must succeed; returns its stdout.
-    fn batch(&self, extra: &[&str]) -> String {
+    pub(crate) fn batch(&self, extra: &[&str]) -> String {
         let mut args = vec!["run", "batch", "--wait", "30s"];
         args.extend_from_slice(extra);
         let out = self.output(&args);
@@ -74,7 +74,7 @@ impl TestDir {
     }
 
     /// Starts `dialer ARGS…` in the background, its output going to files in the folder.
-    fn spawn(&self, args: &[&str], label: &str) -> Background {
+    pub(crate) fn spawn(&self, args: &[&str], label: &str) -> Background {
         let stdout = File::create(self.file(&format!("{label}.stdout"))).expect("stdout file");
         let stderr = File::create(self.file(&format!("{label}.stderr"))).expect("stderr file");
         let child = self
@@ -99,16 +99,20 @@ impl TestDir {
 }
 
 /// A `dialer` process started in the background; killed if the test ends before it does.
-struct Background {
+pub(crate) struct Background {
     child: Child,
     stdout: PathBuf,
     stderr: PathBuf,
 }
 
 impl Background {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The callback server's base URL, from the `callback server listening` log line (the
     /// server binds port 0).
-    fn url(&mut self) -> String {
+    pub(crate) fn url(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
@@ -129,7 +133,7 @@ impl Background {
     }
 
     /// Waits for the process to end (at most `limit`) and returns (success, stdout, stderr).
-    fn finish(mut self, limit: Duration) -> (bool, String, String) {
+    pub(crate) fn finish(mut self, limit: Duration) -> (bool, String, String) {
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("poll child") {
@@ -156,16 +160,16 @@ impl Drop for Background {
 }
 
 /// A separate `dialer simulator --listen 127.0.0.1:0` process; killed on drop.
-struct SimProcess {
+pub(crate) struct SimProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`
-    base: String,
+    pub(crate) base: String,
     _stdout: BufReader<ChildStdout>,
 }
 
 impl SimProcess {
     /// Starts the simulator with `sim_table` (the body of a `[simulator]` table).
-    fn start(dir: &TestDir, sim_table: &str) -> SimProcess {
+    pub(crate) fn start(dir: &TestDir, sim_table: &str) -> SimProcess {
         dir.write("sim.toml", &format!("[simulator]\n{sim_table}\n"));
         let stderr = File::create(dir.file("sim.stderr")).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialer"))
@@ -198,7 +202,7 @@ impl SimProcess {
     }
 
     /// The simulator's log of every Calls create request.
-    fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         let (status, body) = http_get(&format!("{}/simulator/requests", self.base));
         assert_eq!(status, 200, "GET /simulator/requests: {body}");
         match serde_json::from_str(&body).expect("request log is JSON") {
@@ -208,7 +212,7 @@ impl SimProcess {
     }
 
     /// The dialer.toml lines that send calls to this simulator.
-    fn carrier_toml(&self) -> String {
+    pub(crate) fn carrier_toml(&self) -> String {
         format!(
             "[carrier]\nkind = \"twilio\"\n\n[twilio]\napi_base = \"{}\"\n\
              account_sid = \"AC00000000000000000000000000000000\"\n\
@@ -225,14 +229,14 @@ impl Drop for SimProcess {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
 }
 
-fn http_get(url: &str) -> (u16, String) {
+pub(crate) fn http_get(url: &str) -> (u16, String) {
     runtime().block_on(async {
         let resp = reqwest::get(url).await.expect("GET");
         let status = resp.status().as_u16();
@@ -259,7 +263,7 @@ fn unix_now() -> f64 {
 
 /// A dialer.toml: callback server on `listen`, one campaign `c.json` with contacts `c.csv`,
 /// `calls_per_second`, and `tail` appended (a `[simulator]` table or a carrier section).
-fn config(listen: &str, calls_per_second: f64, tail: &str) -> String {
+pub(crate) fn config(listen: &str, calls_per_second: f64, tail: &str) -> String {
     let public = if listen.ends_with(":0") {
         "http://127.0.0.1:1".to_owned()
     } else {
@@ -281,7 +285,7 @@ fn campaign(name: &str, extra: &str) -> String {
 }
 
 /// Contacts CSV with one row per number.
-fn contacts(numbers: &[&str]) -> String {
+pub(crate) fn contacts(numbers: &[&str]) -> String {
     let mut csv = "phone,name\n".to_owned();
     for (i, n) in numbers.iter().enumerate() {
         csv.push_str(&format!("{n},Contact {i}\n"));
@@ -290,7 +294,7 @@ fn contacts(numbers: &[&str]) -> String {
 }
 
 /// `[[simulator.rules]]` entries: (pattern, behavior, digits).
-fn rules(list: &[(&str, &str, &[&str])]) -> String {
+pub(crate) fn rules(list: &[(&str, &str, &[&str])]) -> String {
     let mut out = String::new();
     for (pattern, behavior, digits) in list {
         out.push_str(&format!(
@@ -305,7 +309,7 @@ fn rules(list: &[(&str, &str, &[&str])]) -> String {
 }
 
 /// N from the summary line `placed N call(s)…`.
-fn placed(stdout: &str) -> u32 {
+pub(crate) fn placed(stdout: &str) -> u32 {
     let line = stdout
         .lines()
         .find(|l| l.starts_with("placed "))
@@ -322,7 +326,7 @@ fn placed(stdout: &str) -> u32 {
         .unwrap_or_else(|_| panic!("malformed count in {line:?}"))
 }
 
-fn count(conn: &Connection, sql: &str) -> i64 {
+pub(crate) fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).expect(sql)
 }
 
@@ -922,6 +926,27 @@ fn shipped_defaults_run_batch() {
         rows as i64,
         "every sample contact imported: {out}"
     );
+    // SPEC §12: the reminder's missed calls are followed by one SMS each (the call and its
+    // follow-up fall in the same calling window)
+    let missed = count(
+        &conn,
+        "SELECT count(DISTINCT a.contact_id) FROM attempts a JOIN campaigns c ON c.id = a.campaign_id
+         WHERE c.name = 'Appointment reminder' AND a.reason = 'no-answer'",
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM messages WHERE rule = 'missed-call-sms'"
+        ),
+        missed,
+        "{out}"
+    );
+    if missed > 0 {
+        assert!(
+            out.contains(&format!("sent {missed} follow-up message(s)")),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -979,7 +1004,7 @@ fn reports_show_attempts_and_survey_answers_after_a_batch() {
     assert_eq!(
         lines.next(),
         Some(
-            "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message"
+            "campaign,contact,name,phone,attempt,call_sid,status,reason,answered_by,outcome,digits,speech,duration_seconds,started_at,answered_at,ended_at,error_code,error_message,direction"
         )
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
