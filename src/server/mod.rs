@@ -2,7 +2,9 @@
 //! checked, plus `/health` and `/metrics`. `router(state)` is what tests drive with `oneshot`;
 //! `serve(listener, state, shutdown)` takes a bound listener so tests can use port 0.
 
+mod bot;
 mod calls;
+mod rasa;
 mod signed;
 
 use axum::Router;
@@ -61,6 +63,7 @@ pub fn router(state: Shared) -> Router {
         .route("/twilio/gather", post(calls::gather))
         .route("/twilio/record", post(calls::record))
         .route("/twilio/status", post(calls::status))
+        .route("/twilio/bot", post(bot::turn))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -11,6 +11,7 @@ mod db;
 mod dnc;
 mod lock;
 mod reports;
+mod transcripts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub use lock::{LockError, ProcessLock};
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
+pub use transcripts::{
+    BotCounts, BotSession, BotTurn, NewTurn, SessionEnd, TranscriptRecord,
+};
 pub use writer::Writer;
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -36,6 +40,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0002_changes.sql")),
     M::up(include_str!("../../migrations/0003_callbacks.sql")),
     M::up(include_str!("../../migrations/0004_imports.sql")),
+    M::up(include_str!("../../migrations/0006_bot.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
