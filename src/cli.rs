@@ -81,6 +81,13 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
         listen: String,
+        /// Also serve a scripted bot on Rasa's REST channel (`POST /webhooks/rest/webhook`),
+        /// replying from this JSON file, to rehearse a campaign's `bot` step without Rasa.
+        #[arg(long, value_name = "FILE")]
+        bot: Option<PathBuf>,
+        /// Address the scripted bot listens on (Rasa's default port).
+        #[arg(long, default_value = "127.0.0.1:5005", value_name = "ADDR", requires = "bot")]
+        bot_listen: String,
     },
 }
 
@@ -218,6 +225,10 @@ pub enum ExportCommand {
         /// One row per contact, with one `answer.STEP` column per gather step.
         #[arg(long)]
         contacts: bool,
+        /// One row per bot turn (SPEC §13): caller text, confidence, bot text, latency, error,
+        /// in conversation order.
+        #[arg(long, conflicts_with = "contacts")]
+        transcripts: bool,
         /// Write to FILE (created with mode 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

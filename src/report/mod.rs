@@ -6,6 +6,7 @@ mod attempts;
 mod cell;
 mod contacts;
 mod summary;
+mod transcripts;
 
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,8 @@ pub use atomic::write_atomically;
 pub use attempts::{ATTEMPT_HEADER, write_attempts, write_attempts_as};
 pub use cell::Cells;
 pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
-pub use summary::{Summary, summarize};
+pub use summary::{BotSummary, Summary, summarize};
+pub use transcripts::{TRANSCRIPT_HEADER, write_transcripts};
 
 /// How often (in rows) an export reports progress.
 pub const PROGRESS_EVERY: u64 = 8192;

@@ -6,6 +6,7 @@ mod api;
 mod behavior;
 mod call;
 mod config;
+pub mod fake_bot;
 mod list;
 mod params;
 mod play;
