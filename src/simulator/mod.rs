@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 
 pub use config::{
-    Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Rule, SimConfig,
-    SimConfigError,
+    Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Reply, Rule,
+    SimConfig, SimConfigError,
 };
 pub use record::CallRecord;
 
