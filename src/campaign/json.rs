@@ -485,6 +485,10 @@ fn reachable_steps(script: &Script) -> BTreeSet<&str> {
     let mut seen = BTreeSet::from([script.start.as_str()]);
     let mut queue = VecDeque::from([script.start.as_str()]);
     while let Some(s) = queue.pop_front() {
+        if script.bot(s).is_some() {
+            // the bot's `custom.end` may name any step as `next`
+            return script.steps.keys().map(String::as_str).collect();
+        }
         for &t in edges.get(s).into_iter().flatten() {
             if seen.insert(t) {
                 queue.push_back(t);

@@ -352,3 +352,112 @@ fn a_campaign_whose_bot_fallback_names_a_missing_step_is_refused_with_the_step_a
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_card_blocking_campaign_rehearses_against_the_shipped_fake_bot() {
+    let script = BotScript::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/campaigns/bot-card-block.bot.json"
+    )))
+    .expect("the shipped bot script loads");
+    let bot = FakeBot::start(script).expect("start the fake bot");
+    let dir = TestDir::new();
+    // the shipped dialer.toml (its simulator rule for the example contact), the callback server
+    // on a free port, the example campaign with the fake bot's address and open hours
+    let shipped = include_str!("../../dialer.toml");
+    let toml = shipped
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"127.0.0.1:0\"",
+        )
+        .replace("calls_per_second = 1.0", "calls_per_second = 50.0")
+        .replace("time_scale = 0.05", "time_scale = 0.01");
+    let toml = toml
+        .split("[[campaign]]")
+        .next()
+        .expect("head")
+        .to_owned()
+        + "[[campaign]]\nfile = \"c.json\"\ncontacts = \"c.csv\"\n\n"
+        + &toml[toml.find("# The built-in Twilio-compatible simulator").expect("simulator section")..];
+    dir.write("dialer.toml", &toml);
+    let campaign = include_str!("../../campaigns/bot-card-block.json")
+        .replace("http://127.0.0.1:5005/webhooks/rest/webhook", &bot.url)
+        .replace("\"09:00\"", "\"00:00\"")
+        .replace("\"21:00\"", "\"24:00\"");
+    dir.write("c.json", &campaign);
+    dir.write("c.csv", include_str!("../../examples/card-block-contacts.csv"));
+    batch(&dir);
+
+    let conn = dir.db();
+    assert_eq!(
+        session(&conn),
+        (
+            Some("completed".into()),
+            Some("card_blocked".into()),
+            Some("bloqueada".into())
+        )
+    );
+    let said: Vec<Option<String>> = turns(&conn).into_iter().map(|t| t.1).collect();
+    assert_eq!(
+        said,
+        own([
+            Some("/greet"),
+            Some("sí, bloquéela por favor"),
+            Some("cuatro tres dos uno"),
+            Some("sí, confirmo")
+        ]),
+        "the simulated person answered each question of the bot"
+    );
+    assert_eq!(
+        attempt(&conn),
+        (Some("card_blocked".into()), Some("completed".into()))
+    );
+    assert_eq!(bot.requests()[0].metadata["card_last4"], "4321");
+}
+
+#[test]
+fn dialer_simulator_serves_the_fake_bot_beside_the_simulator() {
+    let dir = TestDir::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialer"))
+        .current_dir(dir.path())
+        .args(["simulator", "--listen", "127.0.0.1:0", "--bot-listen", "127.0.0.1:0", "--bot"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns/bot-card-block.bot.json"))
+        .args(["--config", "absent.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn simulator");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut url = None;
+    for _ in 0..2 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("banner");
+        if let Some(rest) = line.strip_prefix("fake bot listening on ") {
+            url = Some(rest.trim().to_owned());
+        }
+    }
+    let url = url.expect("a `fake bot listening on` line");
+    let reply: Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .json(&serde_json::json!({"sender": "CA1", "message": "/greet"}))
+                .send()
+                .await
+                .expect("post")
+                .json()
+                .await
+                .expect("json")
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        reply[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Soy el asistente virtual")),
+        "{reply}"
+    );
+}
