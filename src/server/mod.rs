@@ -173,6 +173,8 @@ async fn metrics(State(state): State<Shared>) -> Response {
 }
 
 #[cfg(test)]
+mod bot_tests;
+#[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
 mod tests;
