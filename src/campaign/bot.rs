@@ -223,4 +223,51 @@ mod tests {
         // a `say` stands in for the greeting
         assert!(validate("talk", raw(r#"{"url": "http://x/y", "fallback": "a"}"#), true).is_ok());
     }
+
+    fn parse_script(steps: &str) -> Result<crate::campaign::json::Parsed, String> {
+        let text = format!(
+            r#"{{"name": "c", "script": {{"start": "talk", "steps": {{ {steps} }} }} }}"#
+        );
+        crate::campaign::json::parse(
+            &text,
+            crate::campaign::json::Defaults {
+                timezone: chrono_tz::UTC,
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_step_graph_checks_the_fallback_and_the_other_keys() {
+        let bot = r#""bot": {"url": "http://x/hook", "greeting": "/g", "fallback": "agent"}"#;
+        let agent = r#""agent": {"say": "Agent.", "hangup": true}"#;
+        let only_via_bot = r#""done": {"say": "Bye.", "hangup": true}"#;
+        let parsed = parse_script(&format!("\"talk\": {{ {bot} }}, {agent}, {only_via_bot}"))
+            .expect("valid");
+        assert!(
+            parsed.warnings.is_empty(),
+            "a step the bot may name is not unreachable: {:?}",
+            parsed.warnings
+        );
+        let e = parse_script(&format!("\"talk\": {{ {bot} }}")).expect_err("no agent step");
+        assert_eq!(
+            e,
+            "`script.steps.talk.bot.fallback`: names step `agent`, which does not exist"
+        );
+        let e = parse_script(&format!(
+            "\"talk\": {{ {bot}, \"dial\": \"+34600123456\" }}, {agent}"
+        ))
+        .expect_err("two endings");
+        assert!(e.starts_with("`script.steps.talk`: has more than one of"), "{e}");
+        let e = parse_script(&format!(
+            "\"talk\": {{ {bot}, \"gather\": {{\"options\": [{{\"digits\": \"1\"}}]}} }}, {agent}"
+        ))
+        .expect_err("gather and bot");
+        assert!(e.starts_with("`script.steps.talk`: has both `gather` and `bot`"), "{e}");
+        let e = parse_script(&format!(
+            "\"talk\": {{ \"bot\": {{\"url\": \"http://x/hook\", \"greeting\": \"/g\", \"fallback\": \"agent\", \"tries\": 3}} }}, {agent}"
+        ))
+        .expect_err("unknown key");
+        assert!(e.contains("unknown field `tries`"), "{e}");
+    }
 }
