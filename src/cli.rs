@@ -86,7 +86,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         bot: Option<PathBuf>,
         /// Address the scripted bot listens on (Rasa's default port).
-        #[arg(long, default_value = "127.0.0.1:5005", value_name = "ADDR", requires = "bot")]
+        #[arg(
+            long,
+            default_value = "127.0.0.1:5005",
+            value_name = "ADDR",
+            requires = "bot"
+        )]
         bot_listen: String,
     },
 }

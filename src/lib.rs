@@ -38,6 +38,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             bot,
             bot_listen,
-        } => commands::simulator::run(&ctx, &listen, bot.as_deref().map(|b| (b, bot_listen.as_str()))),
+        } => commands::simulator::run(
+            &ctx,
+            &listen,
+            bot.as_deref().map(|b| (b, bot_listen.as_str())),
+        ),
     }
 }

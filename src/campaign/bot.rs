@@ -160,10 +160,7 @@ mod tests {
         .expect("valid");
         assert_eq!(b.url.as_str(), "http://rasa:5005/webhooks/rest/webhook");
         assert_eq!(b.greeting.as_deref(), Some("/greet"));
-        assert_eq!(
-            (b.max_turns, b.timeout),
-            (6, Duration::from_millis(1500))
-        );
+        assert_eq!((b.max_turns, b.timeout), (6, Duration::from_millis(1500)));
         assert_eq!(
             (b.language.as_deref(), b.fallback.as_str()),
             (Some("es-CL"), "agent")
@@ -221,13 +218,19 @@ mod tests {
             assert!(e.starts_with(expected), "{json}: {e}");
         }
         // a `say` stands in for the greeting
-        assert!(validate("talk", raw(r#"{"url": "http://x/y", "fallback": "a"}"#), true).is_ok());
+        assert!(
+            validate(
+                "talk",
+                raw(r#"{"url": "http://x/y", "fallback": "a"}"#),
+                true
+            )
+            .is_ok()
+        );
     }
 
     fn parse_script(steps: &str) -> Result<crate::campaign::json::Parsed, String> {
-        let text = format!(
-            r#"{{"name": "c", "script": {{"start": "talk", "steps": {{ {steps} }} }} }}"#
-        );
+        let text =
+            format!(r#"{{"name": "c", "script": {{"start": "talk", "steps": {{ {steps} }} }} }}"#);
         crate::campaign::json::parse(
             &text,
             crate::campaign::json::Defaults {
@@ -258,12 +261,18 @@ mod tests {
             "\"talk\": {{ {bot}, \"dial\": \"+34600123456\" }}, {agent}"
         ))
         .expect_err("two endings");
-        assert!(e.starts_with("`script.steps.talk`: has more than one of"), "{e}");
+        assert!(
+            e.starts_with("`script.steps.talk`: has more than one of"),
+            "{e}"
+        );
         let e = parse_script(&format!(
             "\"talk\": {{ {bot}, \"gather\": {{\"options\": [{{\"digits\": \"1\"}}]}} }}, {agent}"
         ))
         .expect_err("gather and bot");
-        assert!(e.starts_with("`script.steps.talk`: has both `gather` and `bot`"), "{e}");
+        assert!(
+            e.starts_with("`script.steps.talk`: has both `gather` and `bot`"),
+            "{e}"
+        );
         let e = parse_script(&format!(
             "\"talk\": {{ \"bot\": {{\"url\": \"http://x/hook\", \"greeting\": \"/g\", \"fallback\": \"agent\", \"tries\": 3}} }}, {agent}"
         ))

@@ -41,7 +41,10 @@ pub struct Opening {
 #[derive(Debug, Clone, PartialEq)]
 enum Next {
     /// A turn: the bot's replies in a speech gather (`opening`: the step's `say` first).
-    Prompt { texts: Vec<String>, opening: bool },
+    Prompt {
+        texts: Vec<String>,
+        opening: bool,
+    },
     /// The bot ended the conversation: its last replies, then `next` (or hang up).
     End {
         texts: Vec<String>,
@@ -75,7 +78,11 @@ fn decide(bot: &BotStep, script: &Script, caller_turns: u32, exchange: &Exchange
         Ok(answer) => answer,
     };
     if let Some(end) = &answer.end {
-        if let Some(next) = end.next.as_deref().filter(|n| !script.steps.contains_key(*n)) {
+        if let Some(next) = end
+            .next
+            .as_deref()
+            .filter(|n| !script.steps.contains_key(*n))
+        {
             return fallback(
                 SessionEnd::BotError,
                 format!("the bot named step `{next}`, which the script does not have"),
@@ -86,11 +93,7 @@ fn decide(bot: &BotStep, script: &Script, caller_turns: u32, exchange: &Exchange
                 texts: answer.texts.clone(),
                 next: end.next.clone(),
             },
-            ending: Some((
-                SessionEnd::Completed,
-                end.outcome.clone(),
-                end.next.clone(),
-            )),
+            ending: Some((SessionEnd::Completed, end.outcome.clone(), end.next.clone())),
             error: None,
         };
     }
@@ -102,7 +105,10 @@ fn decide(bot: &BotStep, script: &Script, caller_turns: u32, exchange: &Exchange
         };
     }
     if answer.texts.is_empty() {
-        return fallback(SessionEnd::BotError, "the bot had nothing to say".to_owned());
+        return fallback(
+            SessionEnd::BotError,
+            "the bot had nothing to say".to_owned(),
+        );
     }
     Decision {
         next: Next::Prompt {
@@ -156,12 +162,17 @@ fn store_turn(
     if !tx.record_bot_turn(session_id, turn, now)? {
         return Ok(false);
     }
-    if let Some((ending, outcome, next)) = &decision.ending {
-        if tx.end_bot_session(session_id, *ending, outcome.as_deref(), next.as_deref(), now)?
-            && outcome.is_some()
-        {
-            tx.apply_option(attempt_id, outcome.as_deref(), None, false, now)?;
-        }
+    if let Some((ending, outcome, next)) = &decision.ending
+        && tx.end_bot_session(
+            session_id,
+            *ending,
+            outcome.as_deref(),
+            next.as_deref(),
+            now,
+        )?
+        && outcome.is_some()
+    {
+        tx.apply_option(attempt_id, outcome.as_deref(), None, false, now)?;
     }
     Ok(true)
 }
@@ -194,7 +205,9 @@ pub async fn open(
             texts: Vec::new(),
             opening: true,
         };
-        return Ok(render(state, campaign, attempt, &opening, session_id, &next));
+        return Ok(render(
+            state, campaign, attempt, &opening, session_id, &next,
+        ));
     };
     let metadata = fields(attempt);
     let request = BotRequest {
@@ -277,7 +290,9 @@ pub async fn turn(State(state): State<Shared>, form: SignedForm) -> Result<Respo
                 .filter(|x| x.attempt_id == attempt.id)
                 .ok_or(ApiError::NotFound)?;
             let campaign = s.campaign(tx, attempt.campaign_id)?;
-            let plan = plan_turn(tx, &campaign, &attempt, &session, speech, confidence, tok, now)?;
+            let plan = plan_turn(
+                tx, &campaign, &attempt, &session, speech, confidence, tok, now,
+            )?;
             Ok::<_, ApiError>((attempt, campaign, session, plan))
         })
         .await?;
@@ -435,7 +450,10 @@ fn render(
     let step_url = |step: &str| state.callback_url("/twilio/voice", attempt.id, Some(step));
     let language = opening.bot.language.as_deref();
     let body = with_context(state, campaign, attempt, |ctx| match next {
-        Next::Prompt { texts, opening: first } => {
+        Next::Prompt {
+            texts,
+            opening: first,
+        } => {
             let step_say = match &campaign.content {
                 Content::Script(s) if *first => {
                     s.steps.get(&opening.step).and_then(|st| st.say.as_deref())

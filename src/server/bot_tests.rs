@@ -105,10 +105,8 @@ impl BotFixture {
 
 #[tokio::test]
 async fn a_turn_speaks_the_escaped_reply_and_a_repeated_delivery_asks_the_bot_once() {
-    let f = bot_fixture(
-        r#"{"texts": ["Hola <cliente> & bienvenido"]}, {"texts": ["¿Algo más?"]}"#,
-    )
-    .await;
+    let f = bot_fixture(r#"{"texts": ["Hola <cliente> & bienvenido"]}, {"texts": ["¿Algo más?"]}"#)
+        .await;
     let a = f.attempts[0];
     let (status, twiml) = send(
         &f.state,
@@ -139,8 +137,10 @@ async fn a_turn_speaks_the_escaped_reply_and_a_repeated_delivery_asks_the_bot_on
     ];
     let turn = || {
         let mut req = signed(&action, &said, Some(TOKEN));
-        req.headers_mut()
-            .insert("i-twilio-idempotency-token", "tok-1".parse().expect("header"));
+        req.headers_mut().insert(
+            "i-twilio-idempotency-token",
+            "tok-1".parse().expect("header"),
+        );
         req
     };
     let (status, first) = send(&f.state, turn()).await;
@@ -194,10 +194,18 @@ async fn a_session_of_another_call_or_unsigned_turn_is_refused_and_changes_nothi
     }
     let (status, _) = send(
         &f.state,
-        signed(&format!("/twilio/bot?attempt={a}&session=1"), &said(SID), None),
+        signed(
+            &format!("/twilio/bot?attempt={a}&session=1"),
+            &said(SID),
+            None,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(f.count("SELECT count(*) FROM bot_turns"), turns);
-    assert_eq!(f.bot_log().await.len(), 1, "only the greeting reached the bot");
+    assert_eq!(
+        f.bot_log().await.len(),
+        1,
+        "only the greeting reached the bot"
+    );
 }

@@ -205,14 +205,21 @@ mod tests {
             &[("DÍGITOS", "cuatro tres dos uno"), ("confirma", "sí")],
         );
         let mut ask = |heard: &str| said(callee.answer(false, true, heard, &mut rng));
-        assert_eq!(ask("¿En qué le ayudo?").as_deref(), Some("quiero bloquear mi tarjeta"));
+        assert_eq!(
+            ask("¿En qué le ayudo?").as_deref(),
+            Some("quiero bloquear mi tarjeta")
+        );
         assert_eq!(
             ask("¿Los últimos cuatro dígitos?").as_deref(),
             Some("cuatro tres dos uno"),
             "a reply wins over the next phrase, any case"
         );
         assert_eq!(ask("¿Confirma el bloqueo?").as_deref(), Some("sí"));
-        assert_eq!(ask("¿Confirma otra vez?"), None, "each reply once; then `\"\"`: silence");
+        assert_eq!(
+            ask("¿Confirma otra vez?"),
+            None,
+            "each reply once; then `\"\"`: silence"
+        );
         assert_eq!(ask("¿Algo más?").as_deref(), Some("gracias"));
         assert_eq!(ask("¿Algo más?"), None, "then silent");
     }

@@ -454,9 +454,15 @@ mod tests {
         assert_eq!(sim(ok), Ok(()));
         let e = sim(&ok.replace("\"card\"", "\" \"")).unwrap_err();
         assert_eq!(e, SimConfigError::EmptyHeard { index: 0, reply: 0 });
-        assert!(e.to_string().starts_with("`simulator.rules[0].replies[0].heard` is empty"));
+        assert!(
+            e.to_string()
+                .starts_with("`simulator.rules[0].replies[0].heard` is empty")
+        );
         let e = sim(&ok.replace("human", "busy")).unwrap_err();
-        assert!(e.to_string().contains("`digits`, `speech` or `replies`"), "{e}");
+        assert!(
+            e.to_string().contains("`digits`, `speech` or `replies`"),
+            "{e}"
+        );
     }
 
     #[test]

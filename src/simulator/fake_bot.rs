@@ -54,10 +54,7 @@ pub struct ScriptedEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum BotScriptError {
     #[error("cannot read bot script `{path}`: {cause}")]
-    Read {
-        path: String,
-        cause: std::io::Error,
-    },
+    Read { path: String, cause: std::io::Error },
     #[error("bot script `{path}`: {message}")]
     Invalid { path: String, message: String },
 }
@@ -314,7 +311,10 @@ mod tests {
         let v: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(v[0]["text"], "Listo.");
         assert_eq!(v[1]["custom"]["outcome"], "done");
-        assert_eq!(post("CA2", "/greet").1, r#"[{"recipient_id":"CA2","text":"Hola."}]"#);
+        assert_eq!(
+            post("CA2", "/greet").1,
+            r#"[{"recipient_id":"CA2","text":"Hola."}]"#
+        );
         assert_eq!(post("CA1", "again").0, 200, "past the end: the last reply");
         let log = bot.requests();
         let messages: Vec<(&str, &str, u16)> = log

@@ -30,9 +30,7 @@ pub use lock::{LockError, ProcessLock};
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
-pub use transcripts::{
-    BotCounts, BotSession, BotTurn, NewTurn, SessionEnd, TranscriptRecord,
-};
+pub use transcripts::{BotCounts, BotSession, BotTurn, NewTurn, SessionEnd, TranscriptRecord};
 pub use writer::Writer;
 
 const MIGRATIONS: &[M<'static>] = &[

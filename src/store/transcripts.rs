@@ -118,12 +118,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BotSession> {
 
 impl Tx<'_> {
     /// Starts a conversation of `attempt_id` with the bot of `step`; returns its id.
-    pub fn open_bot_session(
-        &self,
-        attempt_id: i64,
-        step: &str,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
+    pub fn open_bot_session(&self, attempt_id: i64, step: &str, now: DateTime<Utc>) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO bot_sessions (attempt_id, step, started_at) VALUES (?1, ?2, ?3)",
             params![attempt_id, step, secs(now)],

@@ -206,7 +206,10 @@ fn a_three_turn_conversation_ends_with_the_bots_outcome() {
         dialer::simulator::DEFAULT_AUTH_TOKEN,
         dialer::simulator::DEFAULT_ACCOUNT_SID,
     ] {
-        assert!(!sent.contains(secret), "the bot was sent `{secret}`: {sent}");
+        assert!(
+            !sent.contains(secret),
+            "the bot was sent `{secret}`: {sent}"
+        );
     }
 
     // the transcript export lists every turn, in order
@@ -237,11 +240,7 @@ fn a_three_turn_conversation_ends_with_the_bots_outcome() {
             "{csv}"
         );
         assert_eq!(row[7], i.to_string(), "turns in order: {csv}");
-        assert_eq!(
-            (&row[15], &row[16]),
-            ("completed", "card_blocked"),
-            "{csv}"
-        );
+        assert_eq!((&row[15], &row[16]), ("completed", "card_blocked"), "{csv}");
         assert!(row[9].ends_with('Z') && !row[13].is_empty(), "{csv}");
     }
     assert_eq!(&rows[1][10], said[0]);
@@ -265,8 +264,14 @@ fn a_three_turn_conversation_ends_with_the_bots_outcome() {
 fn a_bot_slower_than_its_timeout_sends_the_call_to_the_fallback() {
     // the second answer would come after a minute: only the dialer's own timeout can end the
     // turn, and the caller then reaches the fallback step (pressing 1 there)
-    let bot = start_bot(r#"{"texts": ["¿En qué le ayudo?"]}, {"texts": ["tarde"], "delay_ms": 60000}"#);
-    let dir = setup(&bot.url, r#", "timeout": "300ms""#, &["bloquear tarjeta"], &["1"]);
+    let bot =
+        start_bot(r#"{"texts": ["¿En qué le ayudo?"]}, {"texts": ["tarde"], "delay_ms": 60000}"#);
+    let dir = setup(
+        &bot.url,
+        r#", "timeout": "300ms""#,
+        &["bloquear tarjeta"],
+        &["1"],
+    );
     batch(&dir);
 
     let conn = dir.db();
@@ -342,13 +347,18 @@ fn a_campaign_whose_bot_fallback_names_a_missing_step_is_refused_with_the_step_a
         .to_str()
         .map(|p| std::fs::read_to_string(p).expect("read"))
         .expect("utf-8 path");
-    dir.write("bad.json", &text.replace("\"fallback\": \"agent\"", "\"fallback\": \"agnet\""));
+    dir.write(
+        "bad.json",
+        &text.replace("\"fallback\": \"agent\"", "\"fallback\": \"agnet\""),
+    );
     let out = dir.output(&["campaign", "import", "bad.json"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.json")
-            && err.contains("`script.steps.talk.bot.fallback`: names step `agnet`, which does not exist"),
+            && err.contains(
+                "`script.steps.talk.bot.fallback`: names step `agnet`, which does not exist"
+            ),
         "{err}"
     );
 }
@@ -366,26 +376,24 @@ fn the_shipped_card_blocking_campaign_rehearses_against_the_shipped_fake_bot() {
     // on a free port, the example campaign with the fake bot's address and open hours
     let shipped = include_str!("../../dialer.toml");
     let toml = shipped
-        .replace(
-            "listen = \"127.0.0.1:8080\"",
-            "listen = \"127.0.0.1:0\"",
-        )
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("calls_per_second = 1.0", "calls_per_second = 50.0")
         .replace("time_scale = 0.05", "time_scale = 0.01");
-    let toml = toml
-        .split("[[campaign]]")
-        .next()
-        .expect("head")
-        .to_owned()
+    let toml = toml.split("[[campaign]]").next().expect("head").to_owned()
         + "[[campaign]]\nfile = \"c.json\"\ncontacts = \"c.csv\"\n\n"
-        + &toml[toml.find("# The built-in Twilio-compatible simulator").expect("simulator section")..];
+        + &toml[toml
+            .find("# The built-in Twilio-compatible simulator")
+            .expect("simulator section")..];
     dir.write("dialer.toml", &toml);
     let campaign = include_str!("../../campaigns/bot-card-block.json")
         .replace("http://127.0.0.1:5005/webhooks/rest/webhook", &bot.url)
         .replace("\"09:00\"", "\"00:00\"")
         .replace("\"21:00\"", "\"24:00\"");
     dir.write("c.json", &campaign);
-    dir.write("c.csv", include_str!("../../examples/card-block-contacts.csv"));
+    dir.write(
+        "c.csv",
+        include_str!("../../examples/card-block-contacts.csv"),
+    );
     batch(&dir);
 
     let conn = dir.db();
@@ -420,8 +428,18 @@ fn dialer_simulator_serves_the_fake_bot_beside_the_simulator() {
     let dir = TestDir::new();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialer"))
         .current_dir(dir.path())
-        .args(["simulator", "--listen", "127.0.0.1:0", "--bot-listen", "127.0.0.1:0", "--bot"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns/bot-card-block.bot.json"))
+        .args([
+            "simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--bot-listen",
+            "127.0.0.1:0",
+            "--bot",
+        ])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/campaigns/bot-card-block.bot.json"
+        ))
         .args(["--config", "absent.toml"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

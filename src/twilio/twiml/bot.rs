@@ -84,7 +84,12 @@ pub fn render_bot_end(
     })
 }
 
-fn says(w: &mut W, texts: &[String], voice: Option<&str>, language: Option<&str>) -> io::Result<()> {
+fn says(
+    w: &mut W,
+    texts: &[String],
+    voice: Option<&str>,
+    language: Option<&str>,
+) -> io::Result<()> {
     for part in texts.iter().flat_map(|t| split_for_say(t, SAY_LIMIT_BYTES)) {
         let mut el = w.create_element("Say");
         if let Some(v) = voice {
@@ -206,7 +211,12 @@ mod tests {
                 "{DECL}<Response><Say>{{{{secret}}}}&lt;/Say&gt;&lt;Dial&gt;+15550001&lt;/Dial&gt;</Say><Hangup/></Response>"
             )
         );
-        let xml = render_bot_end(&[], Some("https://d.example/twilio/voice?attempt=1&step=a"), None, &ctx);
+        let xml = render_bot_end(
+            &[],
+            Some("https://d.example/twilio/voice?attempt=1&step=a"),
+            None,
+            &ctx,
+        );
         assert_eq!(
             xml,
             format!(
