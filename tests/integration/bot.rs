@@ -367,7 +367,7 @@ fn a_campaign_whose_bot_fallback_names_a_missing_step_is_refused_with_the_step_a
 fn the_shipped_card_blocking_campaign_rehearses_against_the_shipped_fake_bot() {
     let script = BotScript::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/campaigns/bot-card-block.bot.json"
+        "/examples/bot-card-block.bot.json"
     )))
     .expect("the shipped bot script loads");
     let bot = FakeBot::start(script).expect("start the fake bot");
@@ -438,7 +438,7 @@ fn dialer_simulator_serves_the_fake_bot_beside_the_simulator() {
         ])
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/campaigns/bot-card-block.bot.json"
+            "/examples/bot-card-block.bot.json"
         ))
         .args(["--config", "absent.toml"])
         .stdout(std::process::Stdio::piped())
