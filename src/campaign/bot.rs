@@ -108,6 +108,16 @@ pub fn validate(step: &str, raw: RawBot, has_say: bool) -> Result<BotStep, Campa
                  silent (e.g. a `dial` to an agent)",
             )
         })?;
+    if fallback == step {
+        return Err(err(
+            step,
+            "fallback",
+            format!(
+                "names this step (`{step}`) itself: a failing bot would call it again and again; \
+                 name another step, e.g. a `dial` to an agent"
+            ),
+        ));
+    }
     let greeting = raw.greeting.filter(|g| !g.trim().is_empty());
     if greeting.is_none() && !has_say {
         return Err(err(
@@ -217,6 +227,12 @@ mod tests {
             let e = check(json).expect_err(json);
             assert!(e.starts_with(expected), "{json}: {e}");
         }
+        let e = check(r#"{"url": "http://x/y", "greeting": "/g", "fallback": "talk"}"#)
+            .expect_err("itself");
+        assert!(
+            e.starts_with("`script.steps.talk.bot.fallback`: names this step (`talk`) itself"),
+            "{e}"
+        );
         // a `say` stands in for the greeting
         assert!(
             validate(
