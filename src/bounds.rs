@@ -43,6 +43,13 @@ pub const GATHER_TIMEOUT: RangeInclusive<u32> = 1..=60;
 /// A gather's `num_digits`.
 pub const MAX_GATHER_DIGITS: u32 = 50;
 
+/// A bot step's `max_turns`: the caller's turns in one conversation.
+pub const BOT_MAX_TURNS: RangeInclusive<u32> = 1..=50;
+/// A bot step's `timeout`: how long one bot request may take. Twilio waits at most 15 s for the
+/// TwiML of a webhook; 10 s leaves the rest for the database and the network.
+pub const BOT_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(10);
+
 /// `simulator.time_scale`: real seconds per simulated second.
 pub const MAX_TIME_SCALE: f64 = 100.0;
 /// `simulator.faults.slow_ms`.

@@ -81,6 +81,18 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
         listen: String,
+        /// Also serve a scripted bot on Rasa's REST channel (`POST /webhooks/rest/webhook`),
+        /// replying from this JSON file, to rehearse a campaign's `bot` step without Rasa.
+        #[arg(long, value_name = "FILE")]
+        bot: Option<PathBuf>,
+        /// Address the scripted bot listens on (Rasa's default port).
+        #[arg(
+            long,
+            default_value = "127.0.0.1:5005",
+            value_name = "ADDR",
+            requires = "bot"
+        )]
+        bot_listen: String,
     },
 }
 
@@ -223,11 +235,15 @@ pub enum ExportCommand {
         #[arg(long)]
         contacts: bool,
         /// One row per message: follow-ups sent, messages received (opt-out keywords marked).
-        #[arg(long, conflicts_with_all = ["contacts", "inbound"])]
+        #[arg(long, conflicts_with_all = ["contacts", "inbound", "transcripts"])]
         messages: bool,
         /// One row per inbound call: contacts calling back, unknown callers, unowned numbers.
-        #[arg(long, conflicts_with_all = ["contacts", "messages"])]
+        #[arg(long, conflicts_with_all = ["contacts", "messages", "transcripts"])]
         inbound: bool,
+        /// One row per bot turn (SPEC §13): caller text, confidence, bot text, latency, error,
+        /// in conversation order.
+        #[arg(long, conflicts_with_all = ["contacts", "messages", "inbound"])]
+        transcripts: bool,
         /// Write to FILE (created with mode 0600) instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

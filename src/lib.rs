@@ -34,6 +34,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => commands::plan::run(&ctx, args),
         Command::Run(cmd) => commands::run::run(&ctx, cmd),
         Command::Report(cmd) => commands::report::run(&ctx, cmd),
-        Command::Simulator { listen } => commands::simulator::run(&ctx, &listen),
+        Command::Simulator {
+            listen,
+            bot,
+            bot_listen,
+        } => commands::simulator::run(
+            &ctx,
+            &listen,
+            bot.as_deref().map(|b| (b, bot_listen.as_str())),
+        ),
     }
 }

@@ -105,6 +105,7 @@ struct RawStep {
     #[serde(default)]
     hangup: bool,
     next: Option<String>,
+    bot: Option<super::bot::RawBot>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,14 +459,28 @@ fn validate_script(raw: RawScript, warnings: &mut Vec<String>) -> Result<Script,
     let mut steps = BTreeMap::new();
     for (name, s) in raw.steps {
         let at = |f: &str| format!("script.steps.{name}.{f}");
-        let endings = [s.dial.is_some(), s.record, s.hangup, s.next.is_some()];
+        let endings = [
+            s.dial.is_some(),
+            s.record,
+            s.hangup,
+            s.next.is_some(),
+            s.bot.is_some(),
+        ];
         if endings.iter().filter(|e| **e).count() > 1 {
             return Err(field_err(
                 format!("script.steps.{name}"),
-                "has more than one of `dial`, `record`, `hangup`, `next`: keep one",
+                "has more than one of `dial`, `record`, `hangup`, `next`, `bot`: keep one",
             ));
         }
-        let ending = if let Some(d) = s.dial {
+        if s.bot.is_some() && s.gather.is_some() {
+            return Err(field_err(
+                format!("script.steps.{name}"),
+                "has both `gather` and `bot`: the bot does the listening, move the gather to another step",
+            ));
+        }
+        let ending = if let Some(b) = s.bot {
+            Ending::Bot(Box::new(super::bot::validate(&name, b, s.say.is_some())?))
+        } else if let Some(d) = s.dial {
             if !crate::config::is_e164(&d) {
                 return Err(field_err(
                     at("dial"),
@@ -555,6 +570,10 @@ fn reachable_steps(script: &Script) -> BTreeSet<&str> {
     let mut seen = BTreeSet::from([script.start.as_str()]);
     let mut queue = VecDeque::from([script.start.as_str()]);
     while let Some(s) = queue.pop_front() {
+        if script.bot(s).is_some() {
+            // the bot's `custom.end` may name any step as `next`
+            return script.steps.keys().map(String::as_str).collect();
+        }
         for &t in edges.get(s).into_iter().flatten() {
             if seen.insert(t) {
                 queue.push_back(t);

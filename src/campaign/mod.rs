@@ -1,5 +1,6 @@
 //! Campaigns and contacts: the JSON and CSV formats, their validation, phone numbers and zones.
 
+pub mod bot;
 pub mod contacts_csv;
 pub mod follow_up;
 pub mod json;

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::bot::BotStep;
+
 /// A validated script: `start` and every step reference name an existing step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Script {
@@ -43,6 +45,8 @@ pub enum Ending {
     Hangup,
     /// `<Redirect>` to another step.
     Next(String),
+    /// The conversation goes to a bot (SPEC §13).
+    Bot(Box<BotStep>),
 }
 
 /// Which inputs a gather accepts.
@@ -96,6 +100,9 @@ impl Script {
             if let Ending::Next(n) = &step.ending {
                 refs.push((name.as_str(), "next", n.as_str()));
             }
+            if let Ending::Bot(b) = &step.ending {
+                refs.push((name.as_str(), "bot.fallback", b.fallback.as_str()));
+            }
             if let Some(g) = &step.gather {
                 for o in &g.options {
                     if let Some(n) = &o.next {
@@ -111,6 +118,14 @@ impl Script {
             }
             refs
         })
+    }
+
+    /// The bot of step `name`, if it is a bot step.
+    pub fn bot(&self, name: &str) -> Option<&BotStep> {
+        match &self.steps.get(name)?.ending {
+            Ending::Bot(b) => Some(b),
+            _ => None,
+        }
     }
 
     /// Names of the steps that contain a gather, in script order (for `answer.STEP` columns).

@@ -24,6 +24,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             contacts,
             messages,
             inbound,
+            transcripts,
             out,
             raw,
         }) => {
@@ -52,7 +53,24 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
                 })?;
                 return Ok(());
             }
-            if contacts {
+            if transcripts {
+                let campaign_id = match campaign.as_deref() {
+                    Some(name) => Some(store.require_campaign(name)?.id),
+                    None => None,
+                };
+                let filter = AttemptFilter {
+                    campaign_id,
+                    since,
+                    until,
+                };
+                let bar = bar(ctx, out, None, "turns");
+                emit(out, |w| {
+                    report::write_transcripts(&store, &filter, cells, w, |n| {
+                        bar.as_ref().inspect(|b| b.inc(n));
+                    })
+                })?;
+                bar.inspect(ProgressBar::finish_and_clear);
+            } else if contacts {
                 let campaigns = load_campaigns(&config, &store, campaign.as_deref())?
                     .iter()
                     .map(|l| ExportCampaign {
@@ -218,6 +236,8 @@ fn summary_table(summaries: &[Summary]) -> Table {
         "answer_rate",
         "avg_talk_s",
         "billed_min",
+        "bot_completed",
+        "bot_fallback",
         "outcomes",
     ]);
     for s in summaries {
@@ -241,6 +261,8 @@ fn summary_table(summaries: &[Summary]) -> Table {
             format!("{:.1}%", s.answer_rate * 100.0),
             format!("{:.1}", s.average_talk_seconds),
             s.billed_minutes.to_string(),
+            bot_rate(s, |b| (b.completed, b.completion_rate)),
+            bot_rate(s, |b| (b.fallback, b.fallback_rate)),
             if outcomes.is_empty() {
                 "-".to_owned()
             } else {
@@ -249,6 +271,17 @@ fn summary_table(summaries: &[Summary]) -> Table {
         ]);
     }
     t
+}
+
+/// `66.7% (2/3)` of the campaign's bot conversations, or `-` when it had none.
+fn bot_rate(s: &Summary, pick: impl Fn(&report::BotSummary) -> (i64, f64)) -> String {
+    match &s.bot {
+        Some(b) => {
+            let (n, rate) = pick(b);
+            format!("{:.1}% ({n}/{})", rate * 100.0, b.sessions)
+        }
+        None => "-".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,14 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use crate::dialing::carrier::sim_config;
 use crate::simulator::SimConfig;
+use crate::simulator::fake_bot::{self, BotScript};
+use std::path::Path;
 
-pub fn run(ctx: &Context, listen: &str) -> Result<()> {
+/// Runs the simulator on `listen`; with `bot = (script, address)` also the scripted bot.
+pub fn run(ctx: &Context, listen: &str, bot: Option<(&Path, &str)>) -> Result<()> {
+    let bot_script = bot
+        .map(|(path, addr)| BotScript::load(path).map(|s| (s, addr.to_owned())))
+        .transpose()?;
     let sim = if ctx.config_path.exists() {
         sim_config(&ctx.config()?)?
     } else {
@@ -30,6 +36,19 @@ pub fn run(ctx: &Context, listen: &str) -> Result<()> {
             sim.account_sid, sim.auth_token
         );
         let shutdown = CancellationToken::new();
+        if let Some((script, addr)) = bot_script {
+            let bot_listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the bot (--bot-listen)"))?;
+            let bot_addr = bot_listener.local_addr()?;
+            println!("fake bot listening on http://{bot_addr}/webhooks/rest/webhook");
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = fake_bot::serve(bot_listener, script, stop).await {
+                    tracing::error!(error = %e, "fake bot failed");
+                }
+            });
+        }
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = super::signals::next_signal().await;

@@ -216,6 +216,7 @@ mod tests {
                 behavior: BehaviorKind::Busy,
                 digits: vec![],
                 speech: vec![],
+                replies: vec![],
             }],
             ..SimConfig::default()
         })

@@ -7,6 +7,7 @@ mod cell;
 mod contacts;
 mod messages;
 mod summary;
+mod transcripts;
 
 #[cfg(test)]
 mod tests;
@@ -24,7 +25,8 @@ pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
 pub use messages::{
     INBOUND_HEADER, MESSAGE_HEADER, MessageFilter, write_inbound_calls, write_messages,
 };
-pub use summary::{Summary, summarize};
+pub use summary::{BotSummary, Summary, summarize};
+pub use transcripts::{TRANSCRIPT_HEADER, write_transcripts};
 
 /// How often (in rows) an export reports progress.
 pub const PROGRESS_EVERY: u64 = 8192;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::ReportError;
-use crate::store::{Store, SummaryCounts};
+use crate::store::{BotCounts, Store, SummaryCounts};
 
 /// One campaign's summary. Serialized as JSON (`report summary --format json`) with these
 /// snake_case keys, in this order:
@@ -23,6 +23,8 @@ use crate::store::{Store, SummaryCounts};
 ///   when none
 /// - `billed_minutes` (integer): sum over attempts with a positive duration of the duration
 ///   rounded up to the whole minute
+/// - `bot` (object, only for campaigns whose calls reached a bot step, SPEC §13): see
+///   [`BotSummary`]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub campaign: String,
@@ -40,6 +42,33 @@ pub struct Summary {
     pub outcomes: BTreeMap<String, i64>,
     pub average_talk_seconds: f64,
     pub billed_minutes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotSummary>,
+}
+
+/// The campaign's bot conversations: `sessions` (integer), how many `completed` (the bot ended
+/// them) and went to the `fallback` step (turns used up, silence, bot error or timeout), and
+/// both as rates of `sessions` (0 to 1). Conversations cut short by a hang-up are in neither.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BotSummary {
+    pub sessions: i64,
+    pub completed: i64,
+    pub fallback: i64,
+    pub completion_rate: f64,
+    pub fallback_rate: f64,
+}
+
+impl BotSummary {
+    /// `None` when the campaign had no bot conversation.
+    pub fn from_counts(c: BotCounts) -> Option<BotSummary> {
+        (c.sessions > 0).then(|| BotSummary {
+            sessions: c.sessions,
+            completed: c.completed,
+            fallback: c.fallback,
+            completion_rate: c.completed as f64 / c.sessions as f64,
+            fallback_rate: c.fallback as f64 / c.sessions as f64,
+        })
+    }
 }
 
 impl Summary {
@@ -68,14 +97,14 @@ impl Summary {
             average_talk_seconds: ratio(c.reached_talk_seconds, c.reached_timed),
             billed_minutes: c.billed_minutes,
             outcomes: c.outcomes,
+            bot: None,
         }
     }
 }
 
 /// The summary of one stored campaign.
 pub fn summarize(store: &Store, campaign_id: i64, name: &str) -> Result<Summary, ReportError> {
-    Ok(Summary::from_counts(
-        name,
-        store.summary_counts(campaign_id)?,
-    ))
+    let mut summary = Summary::from_counts(name, store.summary_counts(campaign_id)?);
+    summary.bot = BotSummary::from_counts(store.bot_counts(campaign_id)?);
+    Ok(summary)
 }

@@ -462,6 +462,7 @@ fn summary_counts_and_rates() {
             average_talk_seconds: 60.5,
             // 61 → 2, 60 → 1, 20 → 1, 1 → 1, 0 → 0, NULL → 0
             billed_minutes: 5,
+            bot: None,
         }
     );
     let json = serde_json::to_value(&sum).unwrap();

@@ -33,13 +33,17 @@ pub struct Target {
     step: Option<String>,
 }
 
-fn xml(body: String) -> Response {
+pub(super) fn xml(body: String) -> Response {
     ([("content-type", "text/xml")], body).into_response()
 }
 
 /// The attempt named in the query, if the request's CallSid is its call. The first request that
 /// carries a SID binds it when the create response has not yet been stored.
-fn checked_attempt(store: &Tx<'_>, id: i64, form: &SignedForm) -> Result<AttemptRow, ApiError> {
+pub(super) fn checked_attempt(
+    store: &Tx<'_>,
+    id: i64,
+    form: &SignedForm,
+) -> Result<AttemptRow, ApiError> {
     let attempt = store.attempt(id)?.ok_or(ApiError::NotFound)?;
     let sid = form
         .get("CallSid")
@@ -58,7 +62,7 @@ fn checked_attempt(store: &Tx<'_>, id: i64, form: &SignedForm) -> Result<Attempt
 }
 
 /// `{{field}}` values: the contact's CSV fields plus `name`, `id` and `phone`.
-fn fields(attempt: &AttemptRow) -> BTreeMap<String, String> {
+pub(super) fn fields(attempt: &AttemptRow) -> BTreeMap<String, String> {
     let mut f: BTreeMap<String, String> =
         serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&attempt.contact_fields)
             .unwrap_or_default()
@@ -103,7 +107,7 @@ impl StepUrls for Urls<'_> {
 }
 
 /// Runs `f` with the render context of this attempt: its fields, the campaign's voice, its URLs.
-fn with_context<T>(
+pub(super) fn with_context<T>(
     state: &Shared,
     campaign: &Campaign,
     attempt: &AttemptRow,
@@ -167,6 +171,7 @@ fn answer(state: &Shared, campaign: &Campaign, attempt: &AttemptRow, reply: Repl
 
 pub async fn voice(State(state): State<Shared>, form: SignedForm) -> Result<Response, ApiError> {
     let t: Target = form.query()?;
+    let call_sid = form.get("CallSid").map(str::to_owned);
     let s = state.clone();
     let (attempt, campaign, reply) = state
         .db
@@ -191,6 +196,18 @@ pub async fn voice(State(state): State<Shared>, form: SignedForm) -> Result<Resp
         })
         .await?;
     Metrics::inc(&state.metrics.callbacks);
+    if let (Reply::Step(Some(step)), Content::Script(script)) = (&reply, &campaign.content)
+        && let Some(bot) = script.bot(step)
+    {
+        // a bot step opens its conversation (SPEC §13): the bot is asked for the first prompt
+        let call_sid = attempt.call_sid.clone().or(call_sid).unwrap_or_default();
+        let opening = super::bot::Opening {
+            step: step.clone(),
+            bot: bot.clone(),
+            call_sid,
+        };
+        return super::bot::open(&state, &campaign, &attempt, opening).await;
+    }
     Ok(answer(&state, &campaign, &attempt, reply))
 }
 

@@ -2,8 +2,10 @@
 //! checked, plus `/health` and `/metrics`. `router(state)` is what tests drive with `oneshot`;
 //! `serve(listener, state, shutdown)` takes a bound listener so tests can use port 0.
 
+mod bot;
 mod calls;
 mod inbound;
+mod rasa;
 mod signed;
 
 use axum::Router;
@@ -66,6 +68,7 @@ pub fn router(state: Shared) -> Router {
         .route("/twilio/inbound/status", post(inbound::inbound_status))
         .route("/twilio/sms", post(inbound::sms))
         .route("/twilio/message-status", post(inbound::message_status))
+        .route("/twilio/bot", post(bot::turn))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -174,6 +177,8 @@ async fn metrics(State(state): State<Shared>) -> Response {
     }
 }
 
+#[cfg(test)]
+mod bot_tests;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{Behavior, SimConfig};
+use super::config::{Behavior, Reply, SimConfig};
 
 /// The random source of one create request: a function of the seed, the `To` number and how many
 /// creates that number has seen before, never of timing or of other numbers.
@@ -81,6 +81,7 @@ pub fn choose(config: &SimConfig, to: &str, rng: &mut StdRng) -> Behavior {
     Behavior::Human {
         digits: m.human_digits.clone(),
         speech: m.human_speech.clone(),
+        replies: Vec::new(),
     }
 }
 
@@ -108,22 +109,37 @@ pub enum GatherAnswer {
 pub struct Callee {
     digits: std::vec::IntoIter<String>,
     speech: std::vec::IntoIter<String>,
+    /// Replies not said yet.
+    replies: Vec<Reply>,
 }
 
 impl Callee {
     pub fn new(behavior: &Behavior) -> Callee {
-        let (digits, speech) = match behavior {
-            Behavior::Human { digits, speech } => (digits.clone(), speech.clone()),
-            _ => (Vec::new(), Vec::new()),
+        let (digits, speech, replies) = match behavior {
+            Behavior::Human {
+                digits,
+                speech,
+                replies,
+            } => (digits.clone(), speech.clone(), replies.clone()),
+            _ => (Vec::new(), Vec::new(), Vec::new()),
         };
         Callee {
             digits: digits.into_iter(),
             speech: speech.into_iter(),
+            replies,
         }
     }
 
-    /// The answer to the next gather that accepts these inputs; digits win when both are allowed.
-    pub fn answer(&mut self, dtmf: bool, speech: bool, rng: &mut StdRng) -> GatherAnswer {
+    /// The answer to the next gather that accepts these inputs, whose prompt said `heard`:
+    /// digits win when both are allowed; for speech, the first unsaid reply whose `heard` the
+    /// prompt mentions, else the next phrase in turn.
+    pub fn answer(
+        &mut self,
+        dtmf: bool,
+        speech: bool,
+        heard: &str,
+        rng: &mut StdRng,
+    ) -> GatherAnswer {
         if dtmf && let Some(d) = self.digits.next() {
             return if d.is_empty() {
                 GatherAnswer::Nothing
@@ -131,7 +147,17 @@ impl Callee {
                 GatherAnswer::Digits(d)
             };
         }
-        if speech && let Some(text) = self.speech.next() {
+        let heard = heard.to_lowercase();
+        let reply = self
+            .replies
+            .iter()
+            .position(|r| heard.contains(&r.heard.trim().to_lowercase()));
+        let said = match reply {
+            Some(i) if speech => Some(self.replies.remove(i).say),
+            _ if speech => self.speech.next(),
+            _ => None,
+        };
+        if let Some(text) = said {
             if text.is_empty() {
                 return GatherAnswer::Nothing;
             }
@@ -139,5 +165,76 @@ impl Callee {
             return GatherAnswer::Speech { text, confidence };
         }
         GatherAnswer::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn human(speech: &[&str], replies: &[(&str, &str)]) -> Callee {
+        Callee::new(&Behavior::Human {
+            digits: vec!["1".to_owned()],
+            speech: speech.iter().map(|s| (*s).to_owned()).collect(),
+            replies: replies
+                .iter()
+                .map(|(heard, say)| Reply {
+                    heard: (*heard).to_owned(),
+                    say: (*say).to_owned(),
+                })
+                .collect(),
+        })
+    }
+
+    fn said(answer: GatherAnswer) -> Option<String> {
+        match answer {
+            GatherAnswer::Speech { text, confidence } => {
+                assert!((0.80..0.99).contains(&confidence));
+                Some(text)
+            }
+            GatherAnswer::Nothing => None,
+            GatherAnswer::Digits(d) => panic!("pressed {d} at a speech gather"),
+        }
+    }
+
+    #[test]
+    fn phrases_are_said_in_turn_and_replies_answer_the_prompts_that_mention_them() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut callee = human(
+            &["quiero bloquear mi tarjeta", "", "gracias"],
+            &[("DÍGITOS", "cuatro tres dos uno"), ("confirma", "sí")],
+        );
+        let mut ask = |heard: &str| said(callee.answer(false, true, heard, &mut rng));
+        assert_eq!(
+            ask("¿En qué le ayudo?").as_deref(),
+            Some("quiero bloquear mi tarjeta")
+        );
+        assert_eq!(
+            ask("¿Los últimos cuatro dígitos?").as_deref(),
+            Some("cuatro tres dos uno"),
+            "a reply wins over the next phrase, any case"
+        );
+        assert_eq!(ask("¿Confirma el bloqueo?").as_deref(), Some("sí"));
+        assert_eq!(
+            ask("¿Confirma otra vez?"),
+            None,
+            "each reply once; then `\"\"`: silence"
+        );
+        assert_eq!(ask("¿Algo más?").as_deref(), Some("gracias"));
+        assert_eq!(ask("¿Algo más?"), None, "then silent");
+    }
+
+    #[test]
+    fn digits_still_win_at_a_gather_that_takes_both() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut callee = human(&["hola"], &[("pulse", "uno")]);
+        assert_eq!(
+            callee.answer(true, true, "pulse 1", &mut rng),
+            GatherAnswer::Digits("1".to_owned())
+        );
+        assert_eq!(
+            said(callee.answer(true, true, "pulse 1", &mut rng)).as_deref(),
+            Some("uno")
+        );
     }
 }

@@ -103,6 +103,19 @@ pub struct Rule {
     /// For `human`: the words said at successive speech `<Gather>`s.
     #[serde(default)]
     pub speech: Vec<String>,
+    /// For `human`: what to say when a speech `<Gather>`'s prompt mentions something (a bot's
+    /// question); each reply is said once, and a prompt none matches gets the next `speech`.
+    #[serde(default)]
+    pub replies: Vec<Reply>,
+}
+
+/// One scripted reply of a simulated person: `say` when the prompt contains `heard` (any case).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    pub heard: String,
+    /// `""`: stays silent that time.
+    pub say: String,
 }
 
 impl Rule {
@@ -125,6 +138,7 @@ impl Rule {
             BehaviorKind::Human => Behavior::Human {
                 digits: self.digits.clone(),
                 speech: self.speech.clone(),
+                replies: self.replies.clone(),
             },
         }
     }
@@ -153,10 +167,12 @@ pub enum Behavior {
     Failed,
     /// A voicemail greeting answers; it never presses keys or speaks to a `<Gather>`.
     Machine,
-    /// A person answers and gives these answers to successive `<Gather>`s, then stays silent.
+    /// A person answers and gives these answers to successive `<Gather>`s (or `replies` to the
+    /// prompts that mention their `heard`), then stays silent.
     Human {
         digits: Vec<String>,
         speech: Vec<String>,
+        replies: Vec<Reply>,
     },
     /// Someone picks up and says nothing (AMD reports `unknown`).
     Silent,
@@ -283,10 +299,15 @@ pub enum SimConfigError {
     )]
     Pattern { index: usize, pattern: String },
     #[error(
-        "`simulator.rules[{index}]` gives `digits` or `speech` to a `{behavior}` behavior; only \
-         `human` answers gathers"
+        "`simulator.rules[{index}]` gives `digits`, `speech` or `replies` to a `{behavior}` \
+         behavior; only `human` answers gathers"
     )]
     AnswersWithoutHuman { index: usize, behavior: String },
+    #[error(
+        "`simulator.rules[{index}].replies[{reply}].heard` is empty; give words of the prompt \
+         this reply answers, e.g. `heard = \"card number\"`"
+    )]
+    EmptyHeard { index: usize, reply: usize },
     #[error("`simulator.{key}` answer `{value}` may only hold 0-9, `*` and `#`")]
     Digits { key: String, value: String },
     #[error("`simulator.mix.{0}` must be a percentage between 0 and 100")]
@@ -341,12 +362,16 @@ impl SimConfig {
                     pattern: rule.pattern.clone(),
                 });
             }
-            let answers = !rule.digits.is_empty() || !rule.speech.is_empty();
+            let answers =
+                !rule.digits.is_empty() || !rule.speech.is_empty() || !rule.replies.is_empty();
             if answers && rule.behavior != BehaviorKind::Human {
                 let behavior = format!("{:?}", rule.behavior).to_lowercase();
                 return Err(SimConfigError::AnswersWithoutHuman { index, behavior });
             }
             check_digits(&format!("rules[{index}].digits"), &rule.digits)?;
+            if let Some(reply) = rule.replies.iter().position(|r| r.heard.trim().is_empty()) {
+                return Err(SimConfigError::EmptyHeard { index, reply });
+            }
         }
         check_digits("mix.human_digits", &self.mix.human_digits)?;
         let m = &self.mix;
@@ -434,6 +459,31 @@ mod tests {
         assert_eq!(c.auth_token, "t0k");
         let c = sim("seed = 1").expect("the default");
         assert_eq!(c.auth_token, DEFAULT_AUTH_TOKEN);
+    }
+
+    #[test]
+    fn replies_are_for_humans_and_need_words_to_hear() {
+        let sim = |text: &str| {
+            let table: toml::Table = toml::from_str(text).expect("valid TOML");
+            toml::Value::Table(table)
+                .try_into::<SimConfig>()
+                .expect("shape")
+                .validate()
+        };
+        let ok = "[[rules]]\npattern = \"+1555*\"\nbehavior = \"human\"\n\
+                  replies = [{ heard = \"card\", say = \"4321\" }]";
+        assert_eq!(sim(ok), Ok(()));
+        let e = sim(&ok.replace("\"card\"", "\" \"")).unwrap_err();
+        assert_eq!(e, SimConfigError::EmptyHeard { index: 0, reply: 0 });
+        assert!(
+            e.to_string()
+                .starts_with("`simulator.rules[0].replies[0].heard` is empty")
+        );
+        let e = sim(&ok.replace("human", "busy")).unwrap_err();
+        assert!(
+            e.to_string().contains("`digits`, `speech` or `replies`"),
+            "{e}"
+        );
     }
 
     #[test]

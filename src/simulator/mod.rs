@@ -6,6 +6,7 @@ mod api;
 mod behavior;
 mod call;
 mod config;
+pub mod fake_bot;
 mod list;
 mod messages;
 mod params;
@@ -28,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 
 pub use config::{
-    Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Rule, SimConfig,
-    SimConfigError,
+    Behavior, BehaviorKind, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, Mix, Reply, Rule,
+    SimConfig, SimConfigError,
 };
 pub use messages::{InboundAnswer, InboundCall, InboundSms, SimMessage};
 pub use record::CallRecord;

@@ -235,7 +235,17 @@ async fn gather(call: &mut Call, g: &Gather, doc_url: Option<&str>) -> Result<Op
         // Nested verbs are only Say, Play and Pause, which never replace the document.
         Box::pin(step(call, nested, doc_url)).await?;
     }
-    let answer = call.callee.answer(g.dtmf, g.speech, &mut call.rng);
+    let heard: Vec<&str> = g
+        .nested
+        .iter()
+        .filter_map(|v| match v {
+            Verb::Say { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let answer = call
+        .callee
+        .answer(g.dtmf, g.speech, &heard.join(" "), &mut call.rng);
     let extra = match answer {
         GatherAnswer::Digits(pressed) => {
             let mut digits: String = match g.finish_on_key.chars().next() {

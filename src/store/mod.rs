@@ -12,6 +12,7 @@ mod dnc;
 mod lock;
 mod messages;
 mod reports;
+mod transcripts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use messages::{
 pub use reports::{
     AttemptFilter, AttemptRecord, ContactRecord, REACHED, SummaryCounts, attempt_export_sql,
 };
+pub use transcripts::{BotCounts, BotSession, BotTurn, NewTurn, SessionEnd, TranscriptRecord};
 pub use writer::Writer;
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -42,6 +44,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0003_callbacks.sql")),
     M::up(include_str!("../../migrations/0004_imports.sql")),
     M::up(include_str!("../../migrations/0005_messaging.sql")),
+    M::up(include_str!("../../migrations/0006_bot.sql")),
     M::up(include_str!("../../migrations/0008_import_speed.sql")),
 ];
 

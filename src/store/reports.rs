@@ -21,7 +21,7 @@ pub struct AttemptFilter {
 impl AttemptFilter {
     /// `select` with only the conditions this filter needs (an unbounded export scans the table
     /// instead of walking the `attempts_started` index), and the values to bind in order.
-    fn sql(&self, select: &str, order: &str) -> (String, Vec<i64>) {
+    pub(super) fn sql(&self, select: &str, order: &str) -> (String, Vec<i64>) {
         let mut conds = Vec::new();
         let mut values = Vec::new();
         let mut cond = |sql: &str, v: i64| {

@@ -52,6 +52,10 @@ pub struct RenderContext<'a> {
 
 /// The TwiML of one script step: say/play/pause, the gather (prompt inside), then the ending.
 pub fn render_step(name: &str, step: &Step, ctx: &RenderContext<'_>) -> String {
+    if let Ending::Bot(_) = step.ending {
+        // the voice route opens the conversation (it calls the bot), prompts included
+        return redirect_to(&ctx.urls.step_url(name));
+    }
     document(|w| {
         if let Some(text) = &step.say {
             say(w, text, ctx)?;
@@ -84,6 +88,7 @@ pub fn render_step(name: &str, step: &Step, ctx: &RenderContext<'_>) -> String {
                 w.create_element("Hangup").write_empty()?;
             }
             Ending::Next(next) => redirect(w, &ctx.urls.step_url(next))?,
+            Ending::Bot(_) => {} // rendered as a redirect above
         }
         Ok(())
     })
@@ -117,6 +122,11 @@ pub fn empty() -> String {
     document(|_| Ok(()))
 }
 
+/// `<Response><Redirect method="POST">url</Redirect></Response>`.
+pub fn redirect_to(url: &str) -> String {
+    document(|w| redirect(w, url))
+}
+
 /// `<Response><Hangup/></Response>`.
 pub fn hangup() -> String {
     document(|w| {
@@ -124,6 +134,9 @@ pub fn hangup() -> String {
         Ok(())
     })
 }
+
+mod bot;
+pub use bot::{BotPrompt, SAY_LIMIT_BYTES, render_bot_end, render_bot_prompt, split_for_say};
 
 type W = Writer<Vec<u8>>;
 

@@ -47,6 +47,7 @@ async fn daemon_pauses_while_the_account_is_suspended_and_resumes_when_it_answer
             behavior: BehaviorKind::Busy,
             digits: vec![],
             speech: vec![],
+            replies: vec![],
         }],
         ..SimConfig::default()
     };

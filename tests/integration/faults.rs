@@ -78,6 +78,7 @@ pub(crate) fn rules() -> Vec<Rule> {
         behavior,
         digits: vec![],
         speech: vec![],
+        replies: vec![],
     })
     .collect()
 }

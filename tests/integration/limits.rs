@@ -25,6 +25,7 @@ async fn simulator() -> Simulator {
             behavior: BehaviorKind::Human,
             digits: vec![],
             speech: vec![],
+            replies: vec![],
         }],
         ..SimConfig::default()
     };

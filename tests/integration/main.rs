@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bot;
 mod calls;
 mod campaign;
 mod carrier;

@@ -109,6 +109,7 @@ fn rule(pattern: &str, behavior: BehaviorKind, digits: &[&str]) -> Rule {
         behavior,
         digits: digits.iter().map(|d| (*d).to_owned()).collect(),
         speech: Vec::new(),
+        replies: Vec::new(),
     }
 }
 
