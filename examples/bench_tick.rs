@@ -2,11 +2,18 @@
 //! which 1,000 are due; times `CampaignState::pick` (indexed due query + `decide` for each) and
 //! `wake_at`, beside the bare indexed SELECT of the same 1,000 rows, in the same run.
 //!
-//! `cargo run --release --example bench_tick [N]`
+//! `cargo run --release --example bench_tick [N] [DIALER_BIN]`
 //!
-//! The last line, `RESULT fill_s=… bare_ms=… tick_ms=… wake_ms=… hwm_kb=…`, is for `bench/run`.
+//! With `DIALER_BIN`, it then runs `dialer run daemon` on that database (built-in simulator,
+//! 50 calls/s) for [`DAEMON_SECONDS`]: the daemon loads the campaign, dials the 1,000 due
+//! contacts and waits for the rest; its RSS is sampled from `/proc/PID/status` all along.
+//!
+//! The last line, `RESULT fill_s=… bare_ms=… tick_ms=… wake_ms=… hwm_kb=… [daemon_rss_kb=…
+//! daemon_hwm_kb=…]`, is for `bench/run`.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +25,9 @@ use dialer::store::{Db, Store};
 
 const DUE: i64 = 1_000;
 const ROUNDS: u32 = 50;
+
+/// How long the daemon runs over the filled database.
+const DAEMON_SECONDS: u64 = 30;
 
 fn main() -> anyhow::Result<()> {
     let n: i64 = match std::env::args().nth(1) {
@@ -89,15 +99,69 @@ fn main() -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("peak RSS: {hwm} kB");
+    let daemon = match std::env::args().nth(2) {
+        Some(bin) => {
+            drop((state, store, raw, db));
+            let (rss, peak) = daemon_rss(Path::new(&bin), dir.path())?;
+            println!("daemon over {n} contacts: RSS {rss} kB at the end, peak {peak} kB");
+            format!(" daemon_rss_kb={rss} daemon_hwm_kb={peak}")
+        }
+        None => String::new(),
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "RESULT fill_s={:.1} bare_ms={:.3} tick_ms={:.3} wake_ms={:.3} hwm_kb={hwm}",
+        "RESULT fill_s={:.1} bare_ms={:.3} tick_ms={:.3} wake_ms={:.3} hwm_kb={hwm}{daemon}",
         fill.as_secs_f64(),
         ms(bare),
         ms(tick),
         ms(wake)
     );
     Ok(())
+}
+
+/// Runs `dialer run daemon` over `dir/bench.db` for [`DAEMON_SECONDS`]; its RSS at the end and
+/// its peak (kB).
+fn daemon_rss(dialer: &Path, dir: &Path) -> anyhow::Result<(u64, u64)> {
+    std::fs::write(
+        dir.join("daemon.toml"),
+        "[database]\npath = \"bench.db\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\
+         public_url = \"http://127.0.0.1:0\"\n\n[carrier]\nkind = \"simulator\"\n\n\
+         [dialer]\ncalls_per_second = 50\nmax_concurrent_calls = 100\n\n\
+         [simulator]\ntime_scale = 0.01\n",
+    )?;
+    let mut child = Command::new(dialer)
+        .arg("--config")
+        .arg(dir.join("daemon.toml"))
+        .args(["-q", "run", "daemon"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log"))?)
+        .spawn()?;
+    let status = format!("/proc/{}/status", child.id());
+    let field = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let started = Instant::now();
+    let (mut rss, mut peak) = (0, 0);
+    while started.elapsed() < Duration::from_secs(DAEMON_SECONDS) {
+        if let Some(exit) = child.try_wait()? {
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            anyhow::bail!("the daemon stopped ({exit}):\n{log}");
+        }
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            rss = field(&text, "VmRSS:").unwrap_or(rss);
+            peak = field(&text, "VmHWM:").unwrap_or(peak);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: a graceful stop (the daemon drains its calls)
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.wait()?;
+    Ok((rss, peak))
 }
 
 fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {

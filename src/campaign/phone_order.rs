@@ -240,9 +240,9 @@ mod tests {
             line,
             contact: NewContact {
                 phone: phone.to_string(),
-                ext_id: (line % 2 == 0).then(|| format!("ref-{line}")),
+                ext_id: line.is_multiple_of(2).then(|| format!("ref-{line}")),
                 name: name.map(str::to_string),
-                zones: (line % 3 == 0).then(|| "Europe/Madrid".to_string()),
+                zones: line.is_multiple_of(3).then(|| "Europe/Madrid".to_string()),
                 fields: format!("{{\"line\":{line}}}"),
             },
         }
@@ -266,7 +266,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let k = (i * 7919) % 1000;
-                let name = (i % 5 != 0).then(|| format!("Núñez {i}"));
+                let name = (!i.is_multiple_of(5)).then(|| format!("Núñez {i}"));
                 row(i + 2, &format!("+3460000{k:04}"), name.as_deref())
             })
             .collect()
