@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod daemon;
 pub mod decision;
 pub mod dialing;
@@ -35,5 +36,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(cmd) => commands::run::run(&ctx, cmd),
         Command::Report(cmd) => commands::report::run(&ctx, cmd),
         Command::Simulator { listen } => commands::simulator::run(&ctx, &listen),
+        Command::Dashboard { action } => commands::dashboard::run(&ctx, action),
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man => commands::docs::man(),
     }
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod browser;
 mod calls;
 mod campaign;
 mod carrier;
@@ -10,6 +11,7 @@ mod cli;
 mod contacts;
 mod crash;
 mod daemon;
+mod dashboard;
 mod disk;
 mod dnc;
 mod export;
