@@ -45,9 +45,26 @@ mod tests {
         let mut out = Vec::new();
         super::render_man(&mut out).expect("render");
         let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with(".ie") || text.contains(".TH dialer"), "{}", &text[..200.min(text.len())]);
-        for sub in ["campaign", "contacts", "dnc", "plan", "run", "report", "simulator", "dashboard", "completions"] {
-            assert!(text.contains(&format!("DIALER {}", sub.to_uppercase())), "{sub}");
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH dialer"),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+        for sub in [
+            "campaign",
+            "contacts",
+            "dnc",
+            "plan",
+            "run",
+            "report",
+            "simulator",
+            "dashboard",
+            "completions",
+        ] {
+            assert!(
+                text.contains(&format!("DIALER {}", sub.to_uppercase())),
+                "{sub}"
+            );
         }
     }
 }

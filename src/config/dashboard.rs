@@ -185,7 +185,10 @@ mod tests {
             .validate(None)
             .unwrap_err();
         assert_eq!(field, "dashboard.users");
-        assert!(msg.contains("`ops`") && msg.contains("hash-password"), "{msg}");
+        assert!(
+            msg.contains("`ops`") && msg.contains("hash-password"),
+            "{msg}"
+        );
         assert!(!msg.contains("hunter2"), "{msg}");
         let hash = crate::dashboard::auth::hash_password("correct horse").expect("hash");
         let d = raw(&format!(

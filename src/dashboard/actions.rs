@@ -196,7 +196,10 @@ pub async fn dnc_add(
     } else {
         format!("{number} was already on the do-not-call list.")
     };
-    Ok(Html(pages::message(&session, "Do-not-call list", &text, "/").into_string()).into_response())
+    Ok(
+        Html(pages::message(&session, "Do-not-call list", &text, "/").into_string())
+            .into_response(),
+    )
 }
 
 pub async fn attempts_csv(
@@ -311,7 +314,13 @@ fn stream_csv(
 fn file_stem(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if s.trim_matches('-').is_empty() {
         "campaign".into()

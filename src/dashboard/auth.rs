@@ -4,8 +4,8 @@
 //! user, its expiry and the session's CSRF token, which every POST form must send back. Scripts
 //! use the JSON API with `Authorization: Bearer <token>`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, Key, SameSite, SignedCookieJar};
 use base64::Engine as _;
@@ -63,9 +63,7 @@ impl Auth {
     pub fn check_login(&self, user: &str, password: &str) -> Option<String> {
         let user = user.trim();
         if user.is_empty() {
-            return self
-                .check_token(password)
-                .then(|| TOKEN_USER.to_owned());
+            return self.check_token(password).then(|| TOKEN_USER.to_owned());
         }
         let u = self.users.iter().find(|u| u.name == user)?;
         let hash = PasswordHash::new(u.password_hash.expose()).ok()?;
@@ -189,10 +187,16 @@ mod tests {
     #[test]
     fn users_sign_in_with_their_password_and_the_token_with_no_name() {
         let a = auth(Some("0123456789abcdef"), &[("ops", "correct horse")]);
-        assert_eq!(a.check_login("ops", "correct horse").as_deref(), Some("ops"));
+        assert_eq!(
+            a.check_login("ops", "correct horse").as_deref(),
+            Some("ops")
+        );
         assert_eq!(a.check_login("ops", "wrong"), None);
         assert_eq!(a.check_login("nobody", "correct horse"), None);
-        assert_eq!(a.check_login("", "0123456789abcdef").as_deref(), Some(TOKEN_USER));
+        assert_eq!(
+            a.check_login("", "0123456789abcdef").as_deref(),
+            Some(TOKEN_USER)
+        );
         assert_eq!(a.check_login("", "0123456789abcdeX"), None);
         assert_eq!(a.check_login("", ""), None);
         let no_token = auth(None, &[]);
@@ -216,7 +220,13 @@ mod tests {
             .find(|(k, _)| *k == axum::http::header::SET_COOKIE)
             .map(|(k, v)| (k.clone(), v.clone()))
             .expect("set-cookie");
-        let raw = header.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+        let raw = header
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
         let mut headers = HeaderMap::new();
         headers.insert(axum::http::header::COOKIE, raw.parse().expect("header"));
         assert_eq!(a.session(&headers, now), Some(session.clone()));
@@ -228,7 +238,9 @@ mod tests {
         let mut forged = HeaderMap::new();
         forged.insert(
             axum::http::header::COOKIE,
-            format!("{SESSION_COOKIE}={}", encode(&session)).parse().expect("header"),
+            format!("{SESSION_COOKIE}={}", encode(&session))
+                .parse()
+                .expect("header"),
         );
         assert_eq!(a.session(&forged, now), None);
     }

@@ -79,12 +79,19 @@ pub fn in_flight(points: &[(DateTime<Utc>, i64)], tz: Tz) -> Markup {
     let max = scale(points.iter().map(|p| p.1).max().unwrap_or(0));
     let plot = H - BOTTOM;
     let n = (points.len().max(2) - 1) as f64;
-    let x = |i: usize| LEFT + i as f64 / n * (W - LEFT - 4.0);
+    let x = |i: usize| LEFT + i as f64 / n * (W - LEFT - 24.0);
     let y = |v: i64| plot - v as f64 / max * (plot - 8.0);
     let path: String = points
         .iter()
         .enumerate()
-        .map(|(i, (_, v))| format!("{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(i), y(*v)))
+        .map(|(i, (_, v))| {
+            format!(
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { " L" },
+                x(i),
+                y(*v)
+            )
+        })
         .collect();
     html! {
         svg.chart viewBox={"0 0 " (W) " " (H)} role="img" aria-label="Calls in flight, last 24 hours" {
@@ -115,27 +122,49 @@ mod tests {
 
     #[test]
     fn bars_are_scaled_to_the_busiest_hour_and_numbers_are_titled() {
-        let from = DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 3600, 0).expect("t");
+        let from = DateTime::from_timestamp(1_800_000_000, 0).expect("t");
         let hours = [
-            HourCount { attempts: 4, reached: 1 },
-            HourCount { attempts: 2, reached: 2 },
+            HourCount {
+                attempts: 4,
+                reached: 1,
+            },
+            HourCount {
+                attempts: 2,
+                reached: 2,
+            },
         ];
         let svg = hourly(from, &hours, chrono_tz::UTC).into_string();
         assert!(svg.contains("4 attempts, 1 answered"), "{svg}");
         assert!(svg.contains("2 attempts, 2 answered"), "{svg}");
         // the busiest hour's bar fills the plot height
-        assert!(svg.contains(&format!("height=\"{}\"", H - BOTTOM - 8.0)), "{svg}");
+        assert!(
+            svg.contains(&format!("height=\"{}\"", H - BOTTOM - 8.0)),
+            "{svg}"
+        );
     }
 
     #[test]
     fn funnel_and_line_render_every_value() {
-        let f = Funnel { contacts: 10, called: 8, reached: 5, with_outcome: 3 };
+        let f = Funnel {
+            contacts: 10,
+            called: 8,
+            reached: 5,
+            with_outcome: 3,
+        };
         let svg = funnel(&f).into_string();
-        for v in ["contacts: 10", "called: 8", "reached a person: 5", "with an outcome: 3"] {
+        for v in [
+            "contacts: 10",
+            "called: 8",
+            "reached a person: 5",
+            "with an outcome: 3",
+        ] {
             assert!(svg.contains(v), "{v} in {svg}");
         }
         let t = DateTime::from_timestamp(1_800_000_000, 0).expect("t");
         let line = in_flight(&[(t, 0), (t, 3)], chrono_tz::UTC).into_string();
-        assert!(line.contains("3 in flight") && line.contains("d=\"M"), "{line}");
+        assert!(
+            line.contains("3 in flight") && line.contains("d=\"M"),
+            "{line}"
+        );
     }
 }

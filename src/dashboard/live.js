@@ -16,6 +16,7 @@
     var v = card[field];
     if (field === "answer_rate") { return percent(v); }
     if (field === "outcomes") { return outcomes(v); }
+    if (field === "next" && v === null && card.due_now > 0) { return "now"; }
     if (v === null || v === undefined) { return "\u2014"; }
     return String(v);
   }

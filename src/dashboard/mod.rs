@@ -253,7 +253,10 @@ impl IntoResponse for PageError {
     }
 }
 
-async fn overview(State(state): State<AppState>, Signed(session): Signed) -> Result<Response, PageError> {
+async fn overview(
+    State(state): State<AppState>,
+    Signed(session): Signed,
+) -> Result<Response, PageError> {
     let cards = sse::cards(&state).await?;
     Ok(Html(pages::overview(&session, &cards).into_string()).into_response())
 }
@@ -283,13 +286,22 @@ async fn login_form(
     if auth.session(&headers, state.inner.clock.now()).is_some() {
         return Redirect::to("/").into_response();
     }
-    let nonce = auth::random_token();
-    let jar = auth
-        .jar(&headers)
-        .add(auth::cookie(LOGIN_COOKIE, nonce.clone()));
+    // keep the nonce a browser already has: a second load of this page (a redirected favicon
+    // request, another tab) must not invalidate the form shown first
+    let jar = auth.jar(&headers);
+    let nonce = jar
+        .get(LOGIN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(auth::random_token);
+    let jar = jar.add(auth::cookie(LOGIN_COOKIE, nonce.clone()));
     let error = q.error.map(|_| "Wrong user, password or token.");
     let (users, token) = auth.methods();
-    (jar, Html(pages::login(&nonce, error, users, token).into_string())).into_response()
+    (
+        jar,
+        Html(pages::login(&nonce, error, users, token).into_string()),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -317,18 +329,20 @@ async fn login(
         return Redirect::to("/login?error=csrf").into_response();
     }
     let LoginForm { user, password, .. } = form;
-    let checked = tokio::task::spawn_blocking(move || {
-        auth_state.inner.auth.check_login(&user, &password)
-    })
-    .await
-    .ok()
-    .flatten();
+    let checked =
+        tokio::task::spawn_blocking(move || auth_state.inner.auth.check_login(&user, &password))
+            .await
+            .ok()
+            .flatten();
     let Some(user) = checked else {
         tracing::warn!("dashboard: failed sign-in");
         return Redirect::to("/login?error=1").into_response();
     };
     tracing::info!(%user, "dashboard: signed in");
-    let (_, cookie) = state.inner.auth.start_session(&user, state.inner.clock.now());
+    let (_, cookie) = state
+        .inner
+        .auth
+        .start_session(&user, state.inner.clock.now());
     let jar = jar.remove(Cookie::from(LOGIN_COOKIE)).add(cookie);
     (jar, Redirect::to("/")).into_response()
 }

@@ -25,7 +25,7 @@ th{background:#eef1f7;font-weight:600;font-size:.85rem}td.n{text-align:right;fon
 .state-outside-window,.state-next-wave,.state-waiting-for-retries{background:#d6e4ff}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.6rem;margin-bottom:1rem}
 .card{background:#fff;border-radius:6px;padding:.6rem .8rem;box-shadow:0 1px 2px #0001}
-.card b{display:block;font-size:1.5rem;font-variant-numeric:tabular-nums}.card span{font-size:.8rem;color:#5a6478}
+.card b{display:block;font-size:1.5rem;font-variant-numeric:tabular-nums}.card>span{font-size:.8rem;color:#5a6478}
 .chart{width:100%;max-width:760px;background:#fff;border-radius:6px}
 .chart .attempts{fill:#5b8def}.chart .reached{fill:#2fb36d}.chart .funnel{fill:#5b8def}
 .chart .line{fill:none;stroke:#e0663a;stroke-width:2}.chart .point{fill:#e0663a}
@@ -134,8 +134,13 @@ pub fn outcomes(card: &CampaignCard) -> String {
         .join(", ")
 }
 
+/// The next window or wave; "now" while contacts are due (`live.js` says the same).
 fn next(card: &CampaignCard) -> String {
-    card.next.clone().unwrap_or_else(|| "—".into())
+    match &card.next {
+        Some(t) => t.clone(),
+        None if card.due_now > 0 => "now".into(),
+        None => "—".into(),
+    }
 }
 
 pub fn overview(session: &Session, cards: &[CampaignCard]) -> Markup {
@@ -249,7 +254,7 @@ pub fn campaign(session: &Session, p: &CampaignPage<'_>) -> Markup {
                         tbody {
                             @for z in &p.charts.zones {
                                 tr { td { (z.zones) } td.n { (z.open) } td.n { (z.due_now) }
-                                     td { (z.window_opens.clone().unwrap_or_else(|| "open now or never".into())) } }
+                                     td { (z.window_opens) } }
                             }
                         }
                     }

@@ -39,15 +39,15 @@ pub async fn events(
         (state, Some(first), None::<Vec<CampaignCard>>),
         |(state, mut pending, mut last)| async move {
             loop {
-                if let Some(now) = pending.take() {
-                    if last.as_ref() != Some(&now) {
-                        let event = Event::default()
-                            .event("campaigns")
-                            .json_data(&now)
-                            .unwrap_or_else(|_| Event::default().comment("unserializable"));
-                        last = Some(now);
-                        return Some((Ok(event), (state, None, last)));
-                    }
+                if let Some(now) = pending.take()
+                    && last.as_ref() != Some(&now)
+                {
+                    let event = Event::default()
+                        .event("campaigns")
+                        .json_data(&now)
+                        .unwrap_or_else(|_| Event::default().comment("unserializable"));
+                    last = Some(now);
+                    return Some((Ok(event), (state, None, last)));
                 }
                 tokio::time::sleep(state.inner.poll).await;
                 match cards(&state).await {

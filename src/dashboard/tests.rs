@@ -89,7 +89,8 @@ fn post(path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Request<Body
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
-    let mut r = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut r =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
     if let Some(c) = cookie {
         r = r.header(header::COOKIE, c);
     }
@@ -154,29 +155,46 @@ async fn without_a_session_every_page_redirects_to_login_and_shows_no_data() {
         for cookie in [None, Some("dialer_session=1999999999.x.b3Bz")] {
             let (status, headers, body) = send(&f.app, get(path, cookie)).await;
             assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
-            assert_eq!(headers.get(header::LOCATION).expect("location"), "/login", "{path}");
-            assert!(!body.contains("Campa") && !body.contains("+1212"), "{path}: {body}");
+            assert_eq!(
+                headers.get(header::LOCATION).expect("location"),
+                "/login",
+                "{path}"
+            );
+            assert!(
+                !body.contains("Campa") && !body.contains("+1212"),
+                "{path}: {body}"
+            );
         }
     }
-    for path in ["/campaigns/Campa%C3%B1a%20Optimizada/pause", "/dnc", "/logout"] {
+    for path in [
+        "/campaigns/Campa%C3%B1a%20Optimizada/pause",
+        "/dnc",
+        "/logout",
+    ] {
         let (status, _, _) = send(&f.app, post(path, None, &[("number", "+12125550199")])).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
     }
     let (_, _, login) = send(&f.app, get("/login", None)).await;
     assert!(!login.contains("Campa"), "{login}");
     // nothing changed
-    let paused = f
-        .db
-        .read_blocking(|s| s.require_campaign("Campaña Optimizada").map(|c| c.paused))
-        .expect("read");
+    let paused =
+        f.db.read_blocking(|s| s.require_campaign("Campaña Optimizada").map(|c| c.paused))
+            .expect("read");
     assert!(!paused);
-    assert!(f.db.read_blocking(|s| s.dnc_list()).expect("dnc").is_empty());
+    assert!(
+        f.db.read_blocking(|s| s.dnc_list())
+            .expect("dnc")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn the_api_wants_the_bearer_token() {
     let f = fixture();
-    for path in ["/api/campaigns", "/api/campaigns/Campa%C3%B1a%20Optimizada/plan"] {
+    for path in [
+        "/api/campaigns",
+        "/api/campaigns/Campa%C3%B1a%20Optimizada/plan",
+    ] {
         for auth in [None, Some("Bearer wrong-token-0123456789"), Some(TOKEN)] {
             let mut r = Request::get(path);
             if let Some(a) = auth {
@@ -199,12 +217,13 @@ async fn the_api_wants_the_bearer_token() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
     let row = &rows[0];
-    let keys: Vec<&str> = row.as_object().expect("object").keys().map(String::as_str).collect();
-    assert_eq!(
-        keys.len(),
-        9,
-        "the SPEC §5.4 keys exactly: {keys:?}"
-    );
+    let keys: Vec<&str> = row
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 9, "the SPEC §5.4 keys exactly: {keys:?}");
     assert_eq!(row["contact"], "ann-1");
     assert_eq!(row["reason"], "due");
     let r = Request::get("/api/campaigns/nope/plan")
@@ -221,15 +240,29 @@ async fn a_wrong_password_or_a_missing_login_csrf_signs_nobody_in() {
     let login_cookie = cookies(&headers).join("; ");
     let csrf = hidden_csrf(&html);
     for (cookie, form) in [
-        (Some(login_cookie.as_str()), vec![("password", "wrong"), ("csrf", csrf.as_str())]),
+        (
+            Some(login_cookie.as_str()),
+            vec![("password", "wrong"), ("csrf", csrf.as_str())],
+        ),
         (None, vec![("password", TOKEN), ("csrf", csrf.as_str())]),
-        (Some(login_cookie.as_str()), vec![("password", TOKEN), ("csrf", "forged")]),
+        (
+            Some(login_cookie.as_str()),
+            vec![("password", TOKEN), ("csrf", "forged")],
+        ),
     ] {
         let (status, headers, _) = send(&f.app, post("/login", cookie, &form)).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        let to = headers.get(header::LOCATION).expect("location").to_str().expect("ascii");
+        let to = headers
+            .get(header::LOCATION)
+            .expect("location")
+            .to_str()
+            .expect("ascii");
         assert!(to.starts_with("/login?error"), "{to}");
-        assert!(cookies(&headers).iter().all(|c| !c.starts_with(auth::SESSION_COOKIE)));
+        assert!(
+            cookies(&headers)
+                .iter()
+                .all(|c| !c.starts_with(auth::SESSION_COOKIE))
+        );
     }
 }
 
@@ -247,24 +280,47 @@ async fn signed_in_pages_show_the_campaign_its_plan_and_a_contact() {
     );
     let (status, _, page) = send(
         &f.app,
-        get("/campaigns/Campa%C3%B1a%20Optimizada?reason=due", Some(&session)),
+        get(
+            "/campaigns/Campa%C3%B1a%20Optimizada?reason=due",
+            Some(&session),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    for part in ["ann-1", "Attempts and answers per hour", "Outcome funnel", "America/New_York", "<svg"] {
+    for part in [
+        "ann-1",
+        "Attempts and answers per hour",
+        "Outcome funnel",
+        "America/New_York",
+        "<svg",
+    ] {
         assert!(page.contains(part), "{part}");
     }
     let (status, _, contact) = send(&f.app, get("/contacts/1", Some(&session))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(contact.contains("+12125550101") && contact.contains("Not called yet"), "{contact}");
+    assert!(
+        contact.contains("+12125550101") && contact.contains("Not called yet"),
+        "{contact}"
+    );
     let (status, headers, csv) = send(
         &f.app,
-        get("/campaigns/Campa%C3%B1a%20Optimizada/contacts.csv", Some(&session)),
+        get(
+            "/campaigns/Campa%C3%B1a%20Optimizada/contacts.csv",
+            Some(&session),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_DISPOSITION].to_str().expect("ascii").contains("attachment"));
-    assert!(csv.starts_with("campaign,contact,name,phone,timezone,state"), "{csv}");
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("ascii")
+            .contains("attachment")
+    );
+    assert!(
+        csv.starts_with("campaign,contact,name,phone,timezone,state"),
+        "{csv}"
+    );
     assert!(csv.contains("ann-1,Ann,+12125550101"), "{csv}");
     let (status, _, _) = send(&f.app, get("/campaigns/nope", Some(&session))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -280,7 +336,11 @@ async fn actions_need_the_session_csrf_token() {
         assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, _, _) = send(
             &f.app,
-            post("/dnc", Some(&session), &[("csrf", bad), ("number", "+12125550101")]),
+            post(
+                "/dnc",
+                Some(&session),
+                &[("csrf", bad), ("number", "+12125550101")],
+            ),
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -290,7 +350,11 @@ async fn actions_need_the_session_csrf_token() {
             .expect("read")
     };
     assert!(!paused(&f.db));
-    assert!(f.db.read_blocking(|s| s.dnc_list()).expect("dnc").is_empty());
+    assert!(
+        f.db.read_blocking(|s| s.dnc_list())
+            .expect("dnc")
+            .is_empty()
+    );
 
     let (status, _, _) = send(&f.app, post(pause, Some(&session), &[("csrf", &csrf)])).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -301,7 +365,11 @@ async fn actions_need_the_session_csrf_token() {
 
     let (status, _, body) = send(
         &f.app,
-        post("/dnc", Some(&session), &[("csrf", &csrf), ("number", "(212) 555-0101")]),
+        post(
+            "/dnc",
+            Some(&session),
+            &[("csrf", &csrf), ("number", "(212) 555-0101")],
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -311,22 +379,36 @@ async fn actions_need_the_session_csrf_token() {
     assert_eq!(dnc[0].1, "dashboard");
     let (status, _, body) = send(
         &f.app,
-        post("/dnc", Some(&session), &[("csrf", &csrf), ("number", "(212) 555-O1O1")]),
+        post(
+            "/dnc",
+            Some(&session),
+            &[("csrf", &csrf), ("number", "(212) 555-O1O1")],
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // signing out ends the session's cookie
-    let (status, headers, _) = send(&f.app, post("/logout", Some(&session), &[("csrf", &csrf)])).await;
+    let (status, headers, _) =
+        send(&f.app, post("/logout", Some(&session), &[("csrf", &csrf)])).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert!(cookies(&headers).iter().any(|c| c == &format!("{}=", auth::SESSION_COOKIE)));
+    assert!(
+        cookies(&headers)
+            .iter()
+            .any(|c| c == &format!("{}=", auth::SESSION_COOKIE))
+    );
 }
 
 #[tokio::test]
 async fn the_live_stream_sends_the_cards_again_when_they_change() {
     let f = fixture();
     let (session, _) = sign_in(&f.app).await;
-    let res = f.app.clone().oneshot(get("/events", Some(&session))).await.expect("response");
+    let res = f
+        .app
+        .clone()
+        .oneshot(get("/events", Some(&session)))
+        .await
+        .expect("response");
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let mut seen = String::new();
@@ -353,7 +435,9 @@ async fn the_live_stream_sends_the_cards_again_when_they_change() {
 #[test]
 fn a_config_with_no_credentials_serves_no_dashboard() {
     let config = Config::parse(Path::new("d.toml"), "", &Env::default()).expect("config");
-    assert!(not_served_because(&config.dashboard).is_some_and(|w| w.contains("DIALER_DASHBOARD_TOKEN")));
+    assert!(
+        not_served_because(&config.dashboard).is_some_and(|w| w.contains("DIALER_DASHBOARD_TOKEN"))
+    );
     let off = Config::parse(
         Path::new("d.toml"),
         "[dashboard]\nenabled = false\ntoken = \"0123456789abcdef\"\n",

@@ -171,7 +171,29 @@ pub struct ZoneRow {
     pub zones: String,
     pub open: i64,
     pub due_now: usize,
-    pub window_opens: Option<String>,
+    pub window_opens: WindowOpens,
+}
+
+/// When the calling window of a zone list opens next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowOpens {
+    /// It is open now.
+    Now,
+    /// RFC 3339 UTC.
+    At(String),
+    /// The campaign has ended.
+    Never,
+}
+
+impl std::fmt::Display for WindowOpens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowOpens::Now => f.write_str("open now"),
+            WindowOpens::At(t) => f.write_str(t),
+            WindowOpens::Never => f.write_str("never (the campaign has ended)"),
+        }
+    }
 }
 
 pub fn charts(
@@ -194,8 +216,17 @@ pub fn charts(
     let flight = store.in_flight_at(id, &instants, longest)?;
     let tz = c.rules.timezone;
     let mut due_by_zone: BTreeMap<String, usize> = BTreeMap::new();
-    for row in due_contacts(store, loaded, daily_cap, now, &HashSet::new(), DUE_COUNT_LIMIT)? {
-        *due_by_zone.entry(zone_label(row.zones.as_deref(), tz)).or_default() += 1;
+    for row in due_contacts(
+        store,
+        loaded,
+        daily_cap,
+        now,
+        &HashSet::new(),
+        DUE_COUNT_LIMIT,
+    )? {
+        *due_by_zone
+            .entry(zone_label(row.zones.as_deref(), tz))
+            .or_default() += 1;
     }
     let zones = store
         .open_by_zones(id)?
@@ -203,9 +234,15 @@ pub fn charts(
         .map(|z| {
             let label = zone_label(z.zones.as_deref(), tz);
             let set = zones_of(z.zones.as_deref(), tz);
+            // `next_wake` is `None` while the window is open, and when the campaign has ended
+            let ended = c.rules.end_at.is_some_and(|end| now >= end);
             ZoneRow {
                 due_now: due_by_zone.get(&label).copied().unwrap_or(0),
-                window_opens: next_wake(&c.rules, &[set], None, now).map(rfc3339),
+                window_opens: match next_wake(&c.rules, &[set], None, now) {
+                    Some(t) => WindowOpens::At(rfc3339(t)),
+                    None if ended => WindowOpens::Never,
+                    None => WindowOpens::Now,
+                },
                 zones: label,
                 open: z.open,
             }
@@ -264,7 +301,13 @@ pub fn plan(
     let mut rows: Vec<PlanRow> = Vec::new();
     let mut reasons: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut matching = 0;
-    let key = |r: &PlanRow| (!r.due, r.next_eligible_at.is_none(), r.next_eligible_at.clone());
+    let key = |r: &PlanRow| {
+        (
+            !r.due,
+            r.next_eligible_at.is_none(),
+            r.next_eligible_at.clone(),
+        )
+    };
     store.for_each_contact(loaded.id(), |row| {
         let d = loaded.decide(store, daily_cap, &row, at)?;
         *reasons.entry(d.reason.as_str()).or_default() += 1;

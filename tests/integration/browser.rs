@@ -56,7 +56,10 @@ impl Proc {
             if let Some(status) = self.child.try_wait().expect("poll child") {
                 panic!("{what} exited ({status}):\n{log}");
             }
-            assert!(Instant::now() < deadline, "no {what} line `{marker}`:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "no {what} line `{marker}`:\n{log}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -85,7 +88,9 @@ async fn browser(dir: &Dir) -> (Proc, Client) {
         .spawn()
         .expect("start chromedriver");
     let mut proc = Proc { child, log };
-    let line = proc.wait_line("was started successfully on port ", "chromedriver").await;
+    let line = proc
+        .wait_line("was started successfully on port ", "chromedriver")
+        .await;
     let port: u16 = line
         .trim_end_matches('.')
         .parse()
@@ -116,7 +121,12 @@ async fn browser(dir: &Dir) -> (Proc, Client) {
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
-        .unwrap_or_else(|e| panic!("start headless Chromium through chromedriver: {e}\n{}", proc.log()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "start headless Chromium through chromedriver: {e}\n{}",
+                proc.log()
+            )
+        });
     (proc, client)
 }
 
@@ -134,14 +144,20 @@ fn sandbox() -> Dir {
         "examples/contacts.csv",
         "examples/survey-contacts.csv",
     ] {
-        dir.write(f, &std::fs::read_to_string(root.join(f)).expect("shipped file"));
+        dir.write(
+            f,
+            &std::fs::read_to_string(root.join(f)).expect("shipped file"),
+        );
     }
     let shipped = std::fs::read_to_string(root.join("dialer.toml")).expect("dialer.toml");
     let config = shipped
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("listen = \"127.0.0.1:8090\"", "listen = \"127.0.0.1:0\"")
         .replace("calls_per_second = 1.0", "calls_per_second = 4.0");
-    assert!(config.contains("[dashboard]"), "the shipped config has a [dashboard] section");
+    assert!(
+        config.contains("[dashboard]"),
+        "the shipped config has a [dashboard] section"
+    );
     dir.write("dialer.toml", &config);
     let live = format!(
         r#"{{"name": "{LIVE}", "message": "Hello {{{{name}}}}, this is a test call.",
@@ -159,7 +175,11 @@ fn sandbox() -> Dir {
         &["campaign", "pause", LIVE][..],
     ] {
         let out = dir.output(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     dir
 }
@@ -185,6 +205,24 @@ async fn until<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut probe: F) -> T {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for an element; on timeout, fails with the page the browser shows.
+async fn wait_for(c: &Client, css: &str, what: &str) {
+    if c.wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(css))
+        .await
+        .is_err()
+    {
+        let url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let source = c.source().await.unwrap_or_default();
+        panic!("{what}: no `{css}` at {url}:\n{source}");
     }
 }
 
@@ -226,11 +264,15 @@ async fn screenshot(c: &Client, name: &str) {
 async fn an_operator_signs_in_watches_calls_live_pauses_a_campaign_and_downloads_the_csv() {
     let dir = sandbox();
     let mut daemon = daemon(&dir);
-    let url = daemon.wait_line("dashboard listening url=", "the daemon").await;
+    let url = daemon
+        .wait_line("dashboard listening url=", "the daemon")
+        .await;
     let (_driver, c) = browser(&dir).await;
 
     // signing in: the overview redirects to the form first
-    c.goto(&format!("{url}/")).await.expect("open the dashboard");
+    c.goto(&format!("{url}/"))
+        .await
+        .expect("open the dashboard");
     assert!(c.current_url().await.expect("url").path() == "/login");
     c.find(Locator::Css("#password"))
         .await
@@ -244,15 +286,11 @@ async fn an_operator_signs_in_watches_calls_live_pauses_a_campaign_and_downloads
         .click()
         .await
         .expect("sign in");
-    c.wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("table#campaigns"))
-        .await
-        .expect("the overview after signing in");
+    wait_for(&c, "table#campaigns", "the overview after signing in").await;
 
     // the shipped campaigns are listed
     let table = text(&c, "table#campaigns").await;
-    for name in ["Appointment reminder", "Satisfaction survey", LIVE] {
+    for name in ["Appointment reminder", "Customer satisfaction survey", LIVE] {
         assert!(table.contains(name), "{name} in:\n{table}");
     }
 
@@ -283,11 +321,21 @@ async fn an_operator_signs_in_watches_calls_live_pauses_a_campaign_and_downloads
         .click()
         .await
         .expect("open the campaign");
-    c.wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("button#pause"))
+    wait_for(&c, "button#pause", "the pause button").await;
+    // its cards are live too: people answer and contacts complete while the page stays open
+    c.execute("window.__notReloaded = true;", vec![])
         .await
-        .expect("the pause button");
+        .expect("mark the page");
+    until("completed contacts on the campaign page", async || {
+        let t = text(&c, ".card [data-field=completed]").await;
+        (t.parse::<u32>().ok()? >= 2).then_some(())
+    })
+    .await;
+    let same_page = c
+        .execute("return window.__notReloaded === true;", vec![])
+        .await
+        .expect("script");
+    assert_eq!(same_page, json!(true), "the cards moved without a reload");
     screenshot(&c, "dashboard-campaign.png").await;
     c.find(Locator::Css("button#pause"))
         .await
@@ -295,11 +343,7 @@ async fn an_operator_signs_in_watches_calls_live_pauses_a_campaign_and_downloads
         .click()
         .await
         .expect("click pause");
-    c.wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("button#resume"))
-        .await
-        .expect("the page shows the campaign paused");
+    wait_for(&c, "button#resume", "the page shows the campaign paused").await;
     assert_eq!(text(&c, "h1 [data-field=state]").await, "paused");
 
     // the daemon stops placing it: once the calls already claimed have been placed, another
@@ -312,17 +356,36 @@ async fn an_operator_signs_in_watches_calls_live_pauses_a_campaign_and_downloads
         csv.push_str(&format!("+1917555{:04},UTC\n", 3000 + i));
     }
     dir.write("marker.csv", &csv);
-    let out = dir.output(&["campaign", "import", "marker.json", "--contacts", "marker.csv"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    until("a first Marker call", async || (attempts_of(&dir, "Marker") >= 1).then_some(())).await;
+    let out = dir.output(&[
+        "campaign",
+        "import",
+        "marker.json",
+        "--contacts",
+        "marker.csv",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until("a first Marker call", async || {
+        (attempts_of(&dir, "Marker") >= 1).then_some(())
+    })
+    .await;
     let after_pause = attempts_of(&dir, LIVE);
-    until("three more Marker calls", async || (attempts_of(&dir, "Marker") >= 4).then_some(())).await;
+    until("three more Marker calls", async || {
+        (attempts_of(&dir, "Marker") >= 4).then_some(())
+    })
+    .await;
     assert_eq!(
         attempts_of(&dir, LIVE),
         after_pause,
         "the paused campaign placed a call while another campaign was being dialed"
     );
-    assert!(after_pause < 60, "the campaign was paused before it finished");
+    assert!(
+        after_pause < 60,
+        "the campaign was paused before it finished"
+    );
 
     // the CSV download: the browser saves the file the link points to
     c.find(Locator::LinkText("Attempts CSV"))

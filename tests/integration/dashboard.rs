@@ -33,7 +33,10 @@ impl Daemon {
             "examples/contacts.csv",
             "examples/survey-contacts.csv",
         ] {
-            dir.write(f, &std::fs::read_to_string(root.join(f)).expect("shipped file"));
+            dir.write(
+                f,
+                &std::fs::read_to_string(root.join(f)).expect("shipped file"),
+            );
         }
         let config = std::fs::read_to_string(root.join("dialer.toml"))
             .expect("dialer.toml")
@@ -56,7 +59,11 @@ impl Daemon {
         loop {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             if let Some(rest) = log.lines().find_map(|l| l.split(marker).nth(1)) {
-                return rest.split_whitespace().next().unwrap_or_default().to_owned();
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
             }
             if let Some(status) = self.child.try_wait().expect("poll") {
                 panic!("daemon exited ({status}):\n{log}");
@@ -107,7 +114,10 @@ async fn without_credentials_no_page_or_api_route_shows_data() {
             assert_eq!(res.status(), 303, "{path}");
             assert_eq!(res.headers()["location"], "/login", "{path}");
             let body = res.text().await.expect("body");
-            assert!(!body.contains("Appointment") && !body.contains("+1"), "{path}: {body}");
+            assert!(
+                !body.contains("Appointment") && !body.contains("+1"),
+                "{path}: {body}"
+            );
         }
     }
     for path in ["/campaigns/Appointment%20reminder/pause", "/dnc", "/logout"] {
@@ -119,7 +129,10 @@ async fn without_credentials_no_page_or_api_route_shows_data() {
             .expect("POST");
         assert_eq!(res.status(), 303, "{path}");
     }
-    for path in ["/api/campaigns", "/api/campaigns/Appointment%20reminder/plan"] {
+    for path in [
+        "/api/campaigns",
+        "/api/campaigns/Appointment%20reminder/plan",
+    ] {
         for auth in [None, Some("Bearer not-the-token-at-all")] {
             let mut req = http.get(format!("{url}{path}"));
             if let Some(a) = auth {
@@ -137,7 +150,9 @@ async fn without_credentials_no_page_or_api_route_shows_data() {
     // nothing changed: the campaign is not paused, the DNC list is empty
     let db = dir.db();
     let paused: i64 = db
-        .query_row("SELECT count(*) FROM campaigns WHERE paused = 1", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM campaigns WHERE paused = 1", [], |r| {
+            r.get(0)
+        })
         .expect("count");
     assert_eq!(paused, 0);
     let dnc: i64 = db
@@ -194,20 +209,30 @@ fn a_hashed_password_is_accepted_by_the_config_and_a_short_token_is_refused() {
         .expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     dir.write(
         "dialer.toml",
         &format!("[[dashboard.users]]\nname = \"ops\"\npassword_hash = \"{hash}\"\n"),
     );
     let out = dir.output(&["campaign", "list"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     dir.write("dialer.toml", "[dashboard]\ntoken = \"tooshort\"\n");
     let out = dir.output(&["campaign", "list"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("dashboard.token") && !err.contains("tooshort"), "{err}");
+    assert!(
+        err.contains("dashboard.token") && !err.contains("tooshort"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -224,7 +249,11 @@ fn completions_and_the_man_page_cover_every_command() {
     let out = dir.output(&["man"]);
     assert!(out.status.success());
     let page = String::from_utf8_lossy(&out.stdout);
-    assert!(page.contains(".TH dialer 1"), "{}", &page[..page.len().min(300)]);
+    assert!(
+        page.contains(".TH dialer 1"),
+        "{}",
+        &page[..page.len().min(300)]
+    );
     assert!(page.contains("DIALER RUN") && page.contains("DIALER REPORT"));
 }
 
@@ -273,7 +302,10 @@ async fn every_metric_the_grafana_board_queries_is_served_on_metrics() {
 
     let dir = Dir::new();
     let mut daemon = Daemon::start(&dir);
-    let url = daemon.line_after("callback server listening public_url=").await;
+    let url = daemon
+        .line_after("callback server listening public_url=")
+        .await;
+    let url = url.trim_end_matches('/');
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .expect("GET /metrics")
@@ -290,7 +322,10 @@ async fn every_metric_the_grafana_board_queries_is_served_on_metrics() {
         let names = metric_names(q);
         assert!(!names.is_empty(), "a query names no dialer metric: {q}");
         for n in names {
-            assert!(served.contains(&n), "`{n}` (in `{q}`) is not served; /metrics has {served:?}");
+            assert!(
+                served.contains(&n),
+                "`{n}` (in `{q}`) is not served; /metrics has {served:?}"
+            );
         }
     }
     // and the board covers what operators watch
