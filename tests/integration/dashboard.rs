@@ -340,3 +340,124 @@ async fn every_metric_the_grafana_board_queries_is_served_on_metrics() {
         assert!(all.contains(needed), "the board has no panel for {needed}");
     }
 }
+
+/// `name=value` of every Set-Cookie of a response.
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+#[tokio::test]
+async fn dialer_dashboard_beside_a_running_daemon_pauses_a_campaign() {
+    let dir = Dir::new();
+    let mut daemon = Daemon::start(&dir);
+    daemon
+        .line_after("callback server listening public_url=")
+        .await;
+    // a second config for the same database, its dashboard on another free port
+    let config = std::fs::read_to_string(dir.file("dialer.toml")).expect("config");
+    dir.write("dashboard.toml", &config);
+    let log = dir.file("dashboard.stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialer"))
+        .current_dir(dir.path())
+        .args(["--config", "dashboard.toml", "dashboard"])
+        .env("DIALER_DASHBOARD_TOKEN", TOKEN)
+        .env_remove("DIALER_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn dialer dashboard");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(u) = text.lines().find_map(|l| l.strip_prefix("dashboard: ")) {
+            break u
+                .split_whitespace()
+                .next()
+                .expect("url")
+                .trim_end_matches('/')
+                .to_owned();
+        }
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!("dialer dashboard exited ({status}):\n{text}");
+        }
+        assert!(Instant::now() < deadline, "no address in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+
+    let http = no_redirects();
+    let form = http
+        .get(format!("{url}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let login_cookie = set_cookies(&form).join("; ");
+    let csrf = csrf_of(&form.text().await.expect("body"));
+    let signed = http
+        .post(format!("{url}/login"))
+        .header("cookie", login_cookie)
+        .form(&[("user", ""), ("password", TOKEN), ("csrf", &csrf)])
+        .send()
+        .await
+        .expect("POST /login");
+    assert_eq!(signed.status(), 303);
+    let session = set_cookies(&signed)
+        .into_iter()
+        .find(|c| c.starts_with("dialer_session="))
+        .expect("a session cookie");
+    let page = http
+        .get(format!("{url}/campaigns/Appointment%20reminder"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("GET campaign");
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_of(&page.text().await.expect("body"));
+    let paused = http
+        .post(format!("{url}/campaigns/Appointment%20reminder/pause"))
+        .header("cookie", &session)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .expect("POST pause");
+    assert_eq!(paused.status(), 303);
+    let flag: i64 = dir
+        .db()
+        .query_row(
+            "SELECT paused FROM campaigns WHERE name = 'Appointment reminder'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("paused flag");
+    assert_eq!(flag, 1);
+    // the daemon, still running, shows the pause on its own dashboard's API
+    let own = daemon.line_after("dashboard listening url=").await;
+    let cards: serde_json::Value = reqwest::Client::new()
+        .get(format!("{own}/api/campaigns"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let state = cards
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["name"] == "Appointment reminder")
+        .map(|c| c["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("paused")));
+    let _ = child.kill();
+    let _ = child.wait();
+}
