@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::view::{self, CampaignCard, PlanRow};
+use super::view::{self, CampaignCard};
 use super::{AppState, Bearer, sse};
-use crate::decision::Loaded;
+use crate::decision::{Loaded, PlanRow};
 use crate::store::StoreError;
 
 fn failure(e: StoreError) -> Response {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::decision::{Loaded, contact_zones};
+use crate::decision::{Loaded, PlanRow};
 use crate::engine::due_contacts;
 use crate::report::Summary;
 use crate::schedule::{next_fire, next_wake};
@@ -265,23 +265,6 @@ fn zone_label(stored: Option<&str>, campaign: Tz) -> String {
         .join("|")
 }
 
-/// One row of a campaign's plan: the keys of `dialer plan --format json` (SPEC §5.4), plus the
-/// contact's id for its history page.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanRow {
-    #[serde(skip)]
-    pub id: i64,
-    pub campaign: String,
-    pub contact: String,
-    pub phone: String,
-    pub timezone: String,
-    pub local_time: String,
-    pub due: bool,
-    pub reason: &'static str,
-    pub next_eligible_at: Option<String>,
-    pub attempts: u32,
-}
-
 /// A campaign's plan at `at`: rows with `reason` (all when `None`), due soonest first, at most
 /// `limit`; and the count of every reason over all contacts.
 pub struct Plan {
@@ -315,26 +298,7 @@ pub fn plan(
             return Ok::<(), StoreError>(());
         }
         matching += 1;
-        let zones = contact_zones(&row, &loaded.campaign);
-        rows.push(PlanRow {
-            id: row.id,
-            campaign: loaded.name().to_owned(),
-            contact: row.reference().to_owned(),
-            phone: row.phone.clone(),
-            timezone: zones.iter().map(|z| z.name()).collect::<Vec<_>>().join("|"),
-            local_time: zones
-                .iter()
-                .map(|z| {
-                    at.with_timezone(z)
-                        .to_rfc3339_opts(SecondsFormat::Secs, false)
-                })
-                .collect::<Vec<_>>()
-                .join("|"),
-            due: d.is_due(),
-            reason: d.reason.as_str(),
-            next_eligible_at: d.next_eligible_at.map(rfc3339),
-            attempts: row.attempts,
-        });
+        rows.push(PlanRow::new(loaded, &row, &d, at));
         // keep memory bounded on large campaigns: only the soonest `limit` rows survive
         if rows.len() >= limit.saturating_mul(2).max(64) {
             rows.sort_by_key(key);
