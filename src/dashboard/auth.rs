@@ -4,6 +4,8 @@
 //! user, its expiry and the session's CSRF token, which every POST form must send back. Scripts
 //! use the JSON API with `Authorization: Bearer <token>`.
 
+use std::num::NonZeroU32;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::HeaderMap;
@@ -25,11 +27,17 @@ pub const SESSION_TTL: Duration = Duration::hours(12);
 /// The user name shown for a token sign-in.
 pub const TOKEN_USER: &str = "token";
 
+/// Sign-in attempts accepted per minute (all clients together, with a burst of as many);
+/// beyond, sign-in is refused until the budget refills, so a password or token cannot be
+/// guessed at speed.
+pub const SIGN_INS_PER_MINUTE: u32 = 30;
+
 /// The credentials and the key that signs session cookies.
 pub struct Auth {
     token: Option<Secret>,
     users: Vec<DashboardUser>,
     key: Key,
+    attempts: governor::DefaultDirectRateLimiter,
 }
 
 /// A signed-in operator.
@@ -50,7 +58,15 @@ impl Auth {
             token: config.token.clone(),
             users: config.users.clone(),
             key: Key::from(&bytes),
+            attempts: governor::RateLimiter::direct(governor::Quota::per_minute(
+                NonZeroU32::new(SIGN_INS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            )),
         }
+    }
+
+    /// Takes one sign-in attempt from the budget; `false` when it is spent for now.
+    pub fn allow_attempt(&self) -> bool {
+        self.attempts.check().is_ok()
     }
 
     /// `(users can sign in, the token can sign in)`.
@@ -243,6 +259,15 @@ mod tests {
                 .expect("header"),
         );
         assert_eq!(a.session(&forged, now), None);
+    }
+
+    #[test]
+    fn sign_in_attempts_run_out_at_the_budget() {
+        let a = auth(Some("0123456789abcdef"), &[]);
+        let allowed = (0..SIGN_INS_PER_MINUTE * 2)
+            .filter(|_| a.allow_attempt())
+            .count();
+        assert_eq!(allowed, SIGN_INS_PER_MINUTE as usize);
     }
 
     #[test]

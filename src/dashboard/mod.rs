@@ -295,7 +295,11 @@ async fn login_form(
         .filter(|v| !v.is_empty())
         .unwrap_or_else(auth::random_token);
     let jar = jar.add(auth::cookie(LOGIN_COOKIE, nonce.clone()));
-    let error = q.error.map(|_| "Wrong user, password or token.");
+    let error = q.error.map(|e| match e.as_str() {
+        "busy" => "Too many sign-in attempts: wait a minute and try again.",
+        "csrf" => "The form expired: sign in again.",
+        _ => "Wrong user, password or token.",
+    });
     let (users, token) = auth.methods();
     (
         jar,
@@ -327,6 +331,10 @@ async fn login(
         .unwrap_or_default();
     if !auth::csrf_matches(&expected, &form.csrf) {
         return Redirect::to("/login?error=csrf").into_response();
+    }
+    if !state.inner.auth.allow_attempt() {
+        tracing::warn!("dashboard: sign-in refused, too many attempts this minute");
+        return Redirect::to("/login?error=busy").into_response();
     }
     let LoginForm { user, password, .. } = form;
     let checked =
