@@ -94,6 +94,25 @@ pub enum Command {
         )]
         bot_listen: String,
     },
+    /// Serve the operators' web dashboard on `[dashboard] listen`, beside a running daemon
+    /// (`run daemon` serves it itself).
+    Dashboard {
+        #[command(subcommand)]
+        action: Option<DashboardCommand>,
+    },
+    /// Print a shell completion script (e.g. `dialer completions bash > ~/.local/share/bash-completion/completions/dialer`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout (e.g. `dialer man | man -l -`).
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DashboardCommand {
+    /// Read a password from stdin and print its argon2 hash, for `[dashboard] users`.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,10 @@ use url::Url;
 use crate::bounds;
 use crate::campaign::phone::Region;
 
+mod dashboard;
+
+pub use dashboard::{DashboardConfig, DashboardUser, MIN_TOKEN_LEN};
+
 /// The commented default written by `dialer init`.
 pub const DEFAULT_TOML: &str = include_str!("../dialer.toml");
 
@@ -70,6 +74,7 @@ struct RawConfig {
     dialer: RawDialer,
     campaign: Vec<RawCampaignEntry>,
     simulator: Option<toml::Table>,
+    dashboard: dashboard::RawDashboard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +232,8 @@ pub struct Config {
     pub campaigns: Vec<CampaignEntry>,
     /// The raw `[simulator]` table, parsed by the simulator.
     pub simulator: toml::Table,
+    /// The operators' web dashboard (`[dashboard]`).
+    pub dashboard: DashboardConfig,
 }
 
 /// Environment overrides (SPEC §2: env wins over the file).
@@ -234,6 +241,8 @@ pub struct Config {
 pub struct Env {
     pub account_sid: Option<String>,
     pub auth_token: Option<Secret>,
+    /// `DIALER_DASHBOARD_TOKEN`.
+    pub dashboard_token: Option<Secret>,
 }
 
 impl Env {
@@ -242,6 +251,7 @@ impl Env {
         Self {
             account_sid: get("TWILIO_ACCOUNT_SID"),
             auth_token: get("TWILIO_AUTH_TOKEN").map(Secret),
+            dashboard_token: get("DIALER_DASHBOARD_TOKEN").map(Secret),
         }
     }
 }
@@ -417,6 +427,10 @@ impl Config {
                 })
                 .collect(),
             simulator: raw.simulator.unwrap_or_default(),
+            dashboard: raw
+                .dashboard
+                .validate(env.dashboard_token.as_ref())
+                .map_err(|(field, message)| invalid(field, message))?,
         })
     }
 }
@@ -647,6 +661,7 @@ mod tests {
         let env = Env {
             account_sid: Some("ACenv".into()),
             auth_token: Some(Secret::new("s3cr3t-token")),
+            dashboard_token: None,
         };
         let c = Config::parse(
             Path::new("d.toml"),

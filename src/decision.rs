@@ -2,7 +2,7 @@
 //! a [`ContactView`] built from a contact row, and [`schedule::decide`]. `dialer plan`, `run
 //! batch` and the daemon all come through [`Loaded::decide`].
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use crate::campaign::json::{self, Defaults};
@@ -83,6 +83,54 @@ pub fn load_campaigns(
     rows.into_iter()
         .map(|r| Loaded::load(r, default_timezone))
         .collect()
+}
+
+/// One row of a plan (SPEC §5.4): exactly its keys, in order, as `dialer plan` prints them and
+/// the dashboard's API serves them; `id` (the contact's row id) is not serialized.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanRow {
+    #[serde(skip)]
+    pub id: i64,
+    pub campaign: String,
+    pub contact: String,
+    pub phone: String,
+    /// Every zone used, `|`-separated.
+    pub timezone: String,
+    /// The decision instant in each zone, RFC 3339 with its offset, `|`-separated.
+    pub local_time: String,
+    pub due: bool,
+    pub reason: &'static str,
+    /// RFC 3339 UTC; `None` when never.
+    pub next_eligible_at: Option<String>,
+    pub attempts: u32,
+}
+
+impl PlanRow {
+    /// The row of `decision`, decided for `row` at `at`.
+    pub fn new(loaded: &Loaded, row: &ContactRow, decision: &Decision, at: DateTime<Utc>) -> Self {
+        let zones = contact_zones(row, &loaded.campaign);
+        PlanRow {
+            id: row.id,
+            campaign: loaded.name().to_owned(),
+            contact: row.reference().to_owned(),
+            phone: row.phone.clone(),
+            timezone: zones.iter().map(|z| z.name()).collect::<Vec<_>>().join("|"),
+            local_time: zones
+                .iter()
+                .map(|z| {
+                    at.with_timezone(z)
+                        .to_rfc3339_opts(SecondsFormat::Secs, false)
+                })
+                .collect::<Vec<_>>()
+                .join("|"),
+            due: decision.is_due(),
+            reason: decision.reason.as_str(),
+            next_eligible_at: decision
+                .next_eligible_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            attempts: row.attempts,
+        }
+    }
 }
 
 /// The zones a contact is called in: its own (from import), else the campaign's.

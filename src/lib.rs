@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod decision;
 pub mod dialing;
 pub mod engine;
@@ -43,5 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &listen,
             bot.as_deref().map(|b| (b, bot_listen.as_str())),
         ),
+        Command::Dashboard { action } => commands::dashboard::run(&ctx, action),
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man => commands::docs::man(),
     }
 }

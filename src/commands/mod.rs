@@ -4,7 +4,9 @@
 mod batch;
 pub mod campaign;
 pub mod contacts;
+pub mod dashboard;
 pub mod dnc;
+pub mod docs;
 mod import_notes;
 pub mod init;
 pub mod plan;

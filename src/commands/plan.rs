@@ -5,11 +5,10 @@ use std::io::Write;
 
 use anyhow::Result;
 use chrono::SecondsFormat;
-use serde::Serialize;
 
 use super::{Context, Table, load_campaigns};
 use crate::cli::{PlanArgs, PlanFormat};
-use crate::decision::contact_zones;
+use crate::decision::PlanRow;
 use crate::engine::pending_follow_ups;
 
 const HEADER: [&str; 9] = [
@@ -23,20 +22,6 @@ const HEADER: [&str; 9] = [
     "next_eligible_at",
     "attempts",
 ];
-
-/// One row of the plan: exactly the SPEC §5.4 keys, in order.
-#[derive(Debug, Serialize)]
-struct PlanRow<'a> {
-    campaign: &'a str,
-    contact: String,
-    phone: String,
-    timezone: String,
-    local_time: String,
-    due: bool,
-    reason: &'static str,
-    next_eligible_at: Option<String>,
-    attempts: u32,
-}
 
 /// Where rows go.
 enum Sink<W: Write> {
@@ -63,10 +48,10 @@ impl<W: Write> Sink<W> {
         })
     }
 
-    fn push(&mut self, p: &PlanRow<'_>) -> Result<()> {
+    fn push(&mut self, p: &PlanRow) -> Result<()> {
         match self {
             Sink::Table(t, _) => t.row([
-                p.campaign.to_owned(),
+                p.campaign.clone(),
                 p.contact.clone(),
                 p.phone.clone(),
                 p.timezone.clone(),
@@ -114,28 +99,8 @@ pub fn run(ctx: &Context, args: PlanArgs) -> Result<()> {
     let cap = config.dialer.max_calls_per_number_per_day;
     for l in &campaigns {
         store.for_each_contact(l.row.id, |row| {
-            let zones = contact_zones(&row, &l.campaign);
             let d = l.decide(&store, cap, &row, at)?;
-            sink.push(&PlanRow {
-                campaign: &l.row.name,
-                contact: row.reference().to_owned(),
-                phone: row.phone.clone(),
-                timezone: zones.iter().map(|z| z.name()).collect::<Vec<_>>().join("|"),
-                local_time: zones
-                    .iter()
-                    .map(|z| {
-                        at.with_timezone(z)
-                            .to_rfc3339_opts(SecondsFormat::Secs, false)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                due: d.is_due(),
-                reason: d.reason.as_str(),
-                next_eligible_at: d
-                    .next_eligible_at
-                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                attempts: row.attempts,
-            })
+            sink.push(&PlanRow::new(l, &row, &d, at))
         })?;
     }
     let table = matches!(sink, Sink::Table(..));

@@ -87,6 +87,8 @@ impl Default for Tuning {
 pub enum Event {
     /// The callback server is serving on this base URL.
     Listening { public_url: String },
+    /// The web dashboard is serving on this URL (`[dashboard]`, when credentials are set).
+    Dashboard { url: String },
     /// The campaigns were (re)loaded from the database.
     Loaded { campaigns: Vec<String> },
     /// A call was created for this campaign.
@@ -129,7 +131,7 @@ pub async fn run(
     options: Options,
 ) -> Result<Summary> {
     let tuning = options.tuning.clone();
-    let session = Session::start(config, clock).await?;
+    let session = Session::start(config, clock.clone()).await?;
     let events = options.events;
     emit(
         events.as_ref(),
@@ -137,6 +139,10 @@ pub async fn run(
             public_url: session.shared().public_url.to_string(),
         },
     );
+    let dashboard = crate::dashboard::start(config, session.shared().db.clone(), clock).await?;
+    if let Some(d) = &dashboard {
+        emit(events.as_ref(), Event::Dashboard { url: d.url.clone() });
+    }
     let mut summary = Summary {
         reconciled: session.reconciled,
         ..Summary::default()
@@ -179,6 +185,9 @@ pub async fn run(
     summary.left_open = session
         .wait_for_calls(None, config.dialer.shutdown_grace)
         .await;
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
     session.close().await;
     looped?;
     drained?;

@@ -7,6 +7,7 @@
 mod attempts;
 mod campaigns;
 mod contacts;
+mod dashboard;
 mod db;
 mod dnc;
 mod lock;
@@ -26,6 +27,7 @@ pub use attempts::{
 };
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ChunkOutcome, ContactRow, DryRun, ImportCounts, ImportRun, NewContact};
+pub use dashboard::{AnswerLine, AttemptHistory, EventLine, Funnel, HourCount, ZoneCount};
 pub use db::Db;
 pub use lock::{LockError, ProcessLock, held_by_a_live_process};
 pub use messages::{

@@ -48,6 +48,7 @@ impl TestDir {
             .args(args)
             .env_remove("TWILIO_ACCOUNT_SID")
             .env_remove("TWILIO_AUTH_TOKEN")
+            .env_remove("DIALER_DASHBOARD_TOKEN")
             .env_remove("DIALER_CONFIG")
             .env_remove("RUST_LOG");
         cmd

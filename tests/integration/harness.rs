@@ -211,6 +211,7 @@ impl Run<'_> {
             .env_remove("DIALER_CONFIG")
             .env_remove("TWILIO_ACCOUNT_SID")
             .env_remove("TWILIO_AUTH_TOKEN")
+            .env_remove("DIALER_DASHBOARD_TOKEN")
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1");
         if self.config {

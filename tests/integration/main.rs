@@ -4,6 +4,7 @@
 mod harness;
 
 mod bot;
+mod browser;
 mod calls;
 mod campaign;
 mod carrier;
@@ -11,6 +12,7 @@ mod cli;
 mod contacts;
 mod crash;
 mod daemon;
+mod dashboard;
 mod disk;
 mod dnc;
 mod export;
