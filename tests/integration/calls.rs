@@ -803,17 +803,21 @@ fn pacing_spreads_calls() {
         })
         .collect();
     times.sort_by(f64::total_cmp);
+    // 2 calls a second: the creates leave the dialer 0.5 s apart, but these are the simulator's
+    // receipt times, which a loaded machine delays by up to a few hundred milliseconds each. So
+    // the check is what pacing guarantees whatever that delay: the six are not sent together
+    // (five intervals of 0.5 s: over 2 s apart end to end) and no second holds more than the
+    // limit's two plus one late arrival. Without pacing all six arrive within a few ms.
     let span = times[5] - times[0];
-    // 2 calls a second: five intervals of 0.5 s (less a little loopback jitter)
     assert!(
-        span >= 2.4,
+        span >= 2.0,
         "6 creates at 2/s spread over {span:.3} s: {times:?}"
     );
-    for w in times.windows(2) {
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..].iter().take_while(|t| **t < start + 1.0).count();
         assert!(
-            w[1] - w[0] >= 0.35,
-            "two creates {:.3} s apart",
-            w[1] - w[0]
+            within <= 3,
+            "{within} creates within 1 s of {start:.3} at 2/s: {times:?}"
         );
     }
 }
