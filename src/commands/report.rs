@@ -34,16 +34,20 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
             let config = ctx.config()?;
             let store = ctx.reader(&config)?;
             let out = out.as_deref();
-            if messages || inbound {
+            // the rows of one campaign (or all) in [since, until): every export but --contacts
+            let filter = || -> Result<AttemptFilter> {
                 let campaign_id = match campaign.as_deref() {
                     Some(name) => Some(store.require_campaign(name)?.id),
                     None => None,
                 };
-                let filter = report::MessageFilter {
+                Ok(AttemptFilter {
                     campaign_id,
                     since,
                     until,
-                };
+                })
+            };
+            if messages || inbound {
+                let filter = filter()?;
                 emit(out, |w| {
                     if messages {
                         report::write_messages(&store, &filter, cells, w)
@@ -54,15 +58,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
                 return Ok(());
             }
             if transcripts {
-                let campaign_id = match campaign.as_deref() {
-                    Some(name) => Some(store.require_campaign(name)?.id),
-                    None => None,
-                };
-                let filter = AttemptFilter {
-                    campaign_id,
-                    since,
-                    until,
-                };
+                let filter = filter()?;
                 let bar = bar(ctx, out, None, "turns");
                 emit(out, |w| {
                     report::write_transcripts(&store, &filter, cells, w, |n| {
@@ -93,15 +89,7 @@ pub fn run(ctx: &Context, cmd: ReportCommand) -> Result<()> {
                 })?;
                 bar.inspect(ProgressBar::finish_and_clear);
             } else {
-                let campaign_id = match campaign.as_deref() {
-                    Some(name) => Some(store.require_campaign(name)?.id),
-                    None => None,
-                };
-                let filter = AttemptFilter {
-                    campaign_id,
-                    since,
-                    until,
-                };
+                let filter = filter()?;
                 let bar = bar(ctx, out, Some((&store, &filter)), "attempts");
                 emit(out, |w| {
                     report::write_attempts_as(&store, &filter, cells, w, |n| {

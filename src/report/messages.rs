@@ -4,11 +4,9 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, Utc};
-
 use super::ReportError;
 use super::cell::{Cells, push_int, push_rfc3339, write_number, write_text};
-use crate::store::Store;
+use crate::store::{AttemptFilter, Store};
 
 /// The `--messages` columns, in order.
 pub const MESSAGE_HEADER: [&str; 15] = [
@@ -43,18 +41,10 @@ pub const INBOUND_HEADER: [&str; 10] = [
     "ended_at",
 ];
 
-/// Which rows an export covers: one campaign or all, created in `[since, until)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MessageFilter {
-    pub campaign_id: Option<i64>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
 /// Writes the header and every message `filter` selects; returns the number of rows.
 pub fn write_messages<W: Write>(
     store: &Store,
-    filter: &MessageFilter,
+    filter: &AttemptFilter,
     cells: Cells,
     out: W,
 ) -> Result<u64, ReportError> {
@@ -90,7 +80,7 @@ pub fn write_messages<W: Write>(
 /// Writes the header and every inbound call `filter` selects; returns the number of rows.
 pub fn write_inbound_calls<W: Write>(
     store: &Store,
-    filter: &MessageFilter,
+    filter: &AttemptFilter,
     cells: Cells,
     out: W,
 ) -> Result<u64, ReportError> {

@@ -22,9 +22,7 @@ pub use atomic::write_atomically;
 pub use attempts::{ATTEMPT_HEADER, write_attempts, write_attempts_as};
 pub use cell::Cells;
 pub use contacts::{CONTACT_HEADER, ExportCampaign, write_contacts};
-pub use messages::{
-    INBOUND_HEADER, MESSAGE_HEADER, MessageFilter, write_inbound_calls, write_messages,
-};
+pub use messages::{INBOUND_HEADER, MESSAGE_HEADER, write_inbound_calls, write_messages};
 pub use summary::{BotSummary, Summary, summarize};
 pub use transcripts::{TRANSCRIPT_HEADER, write_transcripts};
 
