@@ -2,13 +2,15 @@
 //! `decide` that `dialer plan` runs.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 
 use crate::decision::Loaded;
 use crate::store::{ContactRow, Store, StoreError};
 
-/// Rows read from the due index per look, beyond the ones to skip; the due ones are kept.
+/// Ids read from the due index per look, beyond the ones to skip; the rows of the others are
+/// read and decided until `limit` are due.
 const SCAN: u32 = 10_000;
 
 /// Up to `limit` contacts of the campaign due at `at`, not in `skip`. Nothing for a paused or
@@ -26,17 +28,20 @@ pub fn due_contacts(
     }
     let scan = SCAN.saturating_add(u32::try_from(skip.len()).unwrap_or(u32::MAX));
     let mut out = Vec::new();
-    for row in store.due_contacts(loaded.id(), at, scan)? {
-        if skip.contains(&row.id) {
-            continue;
+    store.visit_due(loaded.id(), at, scan, |id| {
+        if skip.contains(&id) {
+            return Ok(ControlFlow::Continue(()));
         }
-        if loaded.decide(store, daily_cap, &row, at)?.is_due() {
+        if let Some(row) = store.contact(id)?
+            && loaded.decide(store, daily_cap, &row, at)?.is_due()
+        {
             out.push(row);
             if out.len() >= limit {
-                break;
+                return Ok(ControlFlow::Break(()));
             }
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(out)
 }
 

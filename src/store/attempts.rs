@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, StoreError, Tx, instant, secs};
+use super::{Cached, Result, Store, StoreError, Tx, instant, secs};
 use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 
@@ -150,7 +150,7 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<Option<AttemptRow>> {
         let tx = &self.conn;
-        let claimed = tx.execute(
+        let claimed = tx.execute_cached(
             "UPDATE contacts SET attempts = attempts + 1, updated_at = ?3
              WHERE id = ?1 AND state = 'open' AND attempts = ?2
                AND NOT EXISTS (SELECT 1 FROM attempts WHERE contact_id = ?1 AND ended_at IS NULL)
@@ -160,7 +160,7 @@ impl Tx<'_> {
         if claimed != 1 {
             return Ok(None);
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO attempts (contact_id, campaign_id, attempt_no, phone, status, started_at)
              SELECT id, campaign_id, attempts, phone, 'dialing', ?2 FROM contacts WHERE id = ?1",
             params![contact_id, secs(now)],
@@ -174,7 +174,7 @@ impl Tx<'_> {
     pub fn unclaim_attempt(&self, attempt_id: i64) -> Result<bool> {
         let tx = &self.conn;
         let contact: Option<i64> = tx
-            .query_row(
+            .query_row_cached(
                 "DELETE FROM attempts WHERE id = ?1 AND call_sid IS NULL AND ended_at IS NULL RETURNING contact_id",
                 [attempt_id],
                 |r| r.get(0),
@@ -183,7 +183,7 @@ impl Tx<'_> {
         let Some(contact) = contact else {
             return Ok(false);
         };
-        tx.execute(
+        tx.execute_cached(
             "UPDATE contacts SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0",
             [contact],
         )?;
@@ -265,7 +265,7 @@ impl Tx<'_> {
         };
         if is_final_status(ev.status) {
             let answered_by: Option<String> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT coalesce(?2, answered_by) FROM attempts WHERE id = ?1",
                     params![attempt_id, ev.answered_by],
                     |r| r.get(0),
@@ -330,7 +330,7 @@ impl Tx<'_> {
     ) -> Result<Option<Reason>> {
         let tx = &self.conn;
         let reason = reason_of(end.status, end.answered_by).unwrap_or(Reason::Failed);
-        let n = tx.execute(
+        let n = tx.execute_cached(
             "UPDATE attempts SET status = ?2, reason = ?3, answered_by = coalesce(?4, answered_by), duration_seconds = ?5,
                     ended_at = ?6, error_code = ?7, error_message = ?8
              WHERE id = ?1 AND ended_at IS NULL",
@@ -383,19 +383,19 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let tx = &self.conn;
-        let open = tx.execute(
+        let open = tx.execute_cached(
             "UPDATE attempts SET outcome = coalesce(?2, outcome), retry_after = coalesce(?3, retry_after),
                     opted_out = max(opted_out, ?4)
              WHERE id = ?1 AND ended_at IS NULL",
             params![attempt_id, outcome, retry_after.map(|d| d.as_secs() as i64), opt_out],
         )?;
         if open == 1 && opt_out {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO dnc (phone, source, added_at) SELECT phone, 'opt-out', ?2 FROM attempts WHERE id = ?1
                  ON CONFLICT (phone) DO NOTHING",
                 params![attempt_id, secs(now)],
             )?;
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE contacts SET state = 'opted_out', outcome = coalesce(?2, outcome), updated_at = ?3
                  WHERE id = (SELECT contact_id FROM attempts WHERE id = ?1)",
                 params![attempt_id, outcome, secs(now)],
@@ -536,7 +536,7 @@ fn finish_contact(
         Option<String>,
         bool,
         String,
-    ) = tx.query_row(
+    ) = tx.query_row_cached(
         "SELECT c.id, c.attempts, a.retry_after, a.outcome, a.opted_out, c.state
          FROM attempts a JOIN contacts c ON c.id = a.contact_id WHERE a.id = ?1",
         [attempt_id],
@@ -552,7 +552,7 @@ fn finish_contact(
         },
     )?;
     if opted_out || state != "open" {
-        tx.execute(
+        tx.execute_cached(
             "UPDATE contacts SET last_reason = ?2, updated_at = ?3 WHERE id = ?1",
             params![contact_id, reason.as_str(), secs(now)],
         )?;
@@ -571,7 +571,7 @@ fn finish_contact(
         Next::Retry(at) => ("open", secs(at), outcome),
         Next::Exhausted => ("exhausted", 0, outcome),
     };
-    tx.execute(
+    tx.execute_cached(
         "UPDATE contacts SET state = ?2, next_attempt_at = ?3, last_reason = ?4, outcome = coalesce(?5, outcome), updated_at = ?6
          WHERE id = ?1",
         params![contact_id, state, next, reason.as_str(), outcome, secs(now)],

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, StoreError, Tx, secs};
+use super::{Cached, Result, Store, StoreError, Tx, secs};
 
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
@@ -41,7 +41,7 @@ impl Tx<'_> {
     /// Sets the paused flag; returns whether it changed.
     pub fn set_paused(&self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<bool> {
         let c = self.require_campaign(name)?;
-        let n = self.conn.execute(
+        let n = self.conn.execute_cached(
             "UPDATE campaigns SET paused = ?1, updated_at = ?2 WHERE id = ?3 AND paused <> ?1",
             params![paused, secs(now), c.id],
         )?;
@@ -60,7 +60,7 @@ impl Tx<'_> {
         let existing = self.campaign(name)?;
         match existing {
             Some(c) if replace => {
-                self.conn.execute(
+                self.conn.execute_cached(
                     "UPDATE campaigns SET config = ?1, updated_at = ?2 WHERE id = ?3",
                     params![config, secs(now), c.id],
                 )?;
@@ -68,7 +68,7 @@ impl Tx<'_> {
             }
             Some(c) => Ok((c.id, true)),
             None => {
-                self.conn.execute(
+                self.conn.execute_cached(
                     "INSERT INTO campaigns (name, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
                     params![name, config, secs(now)],
                 )?;
@@ -123,7 +123,7 @@ impl Store {
                 in_flight: 0,
             })
         })?;
-        stats.in_flight = self.conn.query_row(
+        stats.in_flight = self.conn.query_row_cached(
             "SELECT count(*) FROM attempts WHERE campaign_id = ?1 AND ended_at IS NULL",
             [campaign_id],
             |r| r.get(0),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::reports::REACHED;
-use super::{Result, Store, instant, secs};
+use super::{Cached, Result, Store, instant, secs};
 
 /// Attempts started in one hour, and how many of them reached a person.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -120,7 +120,7 @@ impl Store {
 
     /// Attempts of a campaign started at or after `since`.
     pub fn attempts_since(&self, campaign_id: i64, since: DateTime<Utc>) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.query_row_cached(
             "SELECT count(*) FROM attempts WHERE campaign_id = ?1 AND started_at >= ?2",
             [campaign_id, secs(since)],
             |r| r.get(0),
@@ -129,13 +129,13 @@ impl Store {
 
     /// The outcome funnel of a campaign.
     pub fn funnel(&self, campaign_id: i64) -> Result<Funnel> {
-        let (contacts, called, with_outcome) = self.conn.query_row(
+        let (contacts, called, with_outcome) = self.conn.query_row_cached(
             "SELECT count(*), coalesce(sum(attempts > 0), 0), coalesce(sum(outcome IS NOT NULL), 0)
              FROM contacts WHERE campaign_id = ?1",
             [campaign_id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let reached = self.conn.query_row(
+        let reached = self.conn.query_row_cached(
             &format!(
                 "SELECT count(DISTINCT a.contact_id) FROM attempts a
                  WHERE a.campaign_id = ?1 AND {REACHED}"

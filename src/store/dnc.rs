@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{Result, Store, Tx, instant, secs};
+use super::{Cached, Result, Store, Tx, instant, secs};
 
 impl Tx<'_> {
     /// Adds numbers; returns how many were new.
@@ -22,7 +22,7 @@ impl Tx<'_> {
     pub fn dnc_remove(&self, number: &str) -> Result<bool> {
         Ok(self
             .conn
-            .execute("DELETE FROM dnc WHERE phone = ?1", [number])?
+            .execute_cached("DELETE FROM dnc WHERE phone = ?1", [number])?
             == 1)
     }
 }

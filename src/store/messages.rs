@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, Tx, secs};
+use super::{Cached, Result, Store, Tx, secs};
 
 /// DNC `source` of a number added by an opt-out keyword sent by message: only these are taken
 /// off again by START/UNSTOP.
@@ -152,7 +152,7 @@ impl Tx<'_> {
     /// Takes back a claim whose create was never processed (429, no connection): it is
     /// pending again.
     pub fn unclaim_follow_up(&self, id: i64) -> Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.conn.execute_cached(
             "DELETE FROM messages WHERE id = ?1 AND status = 'claimed' AND message_sid IS NULL",
             [id],
         )? == 1)
@@ -166,7 +166,7 @@ impl Tx<'_> {
         status: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn.execute(
+        self.conn.execute_cached(
             "UPDATE messages SET message_sid = ?2,
                  status = CASE WHEN status = 'claimed' THEN ?3 ELSE status END, updated_at = ?4
              WHERE id = ?1 AND (message_sid IS NULL OR message_sid = ?2)",
@@ -183,7 +183,7 @@ impl Tx<'_> {
         message: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn.execute(
+        self.conn.execute_cached(
             "UPDATE messages SET status = 'failed', error_code = ?2, error_message = ?3, updated_at = ?4
              WHERE id = ?1 AND status = 'claimed'",
             params![id, code, message, secs(now)],
@@ -206,7 +206,7 @@ impl Tx<'_> {
     ) -> Result<bool> {
         let tx = &self.conn;
         let current: Option<(Option<String>, String)> = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT message_sid, status FROM messages WHERE id = ?1 AND direction = 'outbound'",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -218,7 +218,7 @@ impl Tx<'_> {
         if stored_sid.as_deref().is_some_and(|s| s != sid) {
             return Ok(false);
         }
-        let inserted = tx.execute(
+        let inserted = tx.execute_cached(
             "INSERT INTO message_events (message_id, message_sid, status, idempotency_token, received_at, params)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![id, sid, status, token, secs(now), params_json],
@@ -227,7 +227,7 @@ impl Tx<'_> {
             return Ok(true);
         }
         if rank(status) > rank(&current) {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE messages SET message_sid = coalesce(message_sid, ?2), status = ?3,
                      error_code = coalesce(?4, error_code), updated_at = ?5
                  WHERE id = ?1",
@@ -243,7 +243,7 @@ impl Tx<'_> {
         m: &NewInboundMessage<'_>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.conn.execute(
+        self.conn.execute_cached(
             "INSERT INTO messages (direction, campaign_id, contact_id, channel, from_address, to_address,
                  body, message_sid, status, keyword, created_at, updated_at)
              VALUES ('inbound', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received', ?8, ?9, ?9)
@@ -255,7 +255,7 @@ impl Tx<'_> {
 
     /// START/UNSTOP: takes a number off the DNC list only if an opt-out message put it there.
     pub fn dnc_remove_opted_in(&self, number: &str) -> Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.conn.execute_cached(
             "DELETE FROM dnc WHERE phone = ?1 AND source = ?2",
             params![number, DNC_SOURCE_MESSAGE],
         )? == 1)
@@ -271,7 +271,7 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>> {
         let tx = &self.conn;
-        let inserted = tx.execute(
+        let inserted = tx.execute_cached(
             "INSERT INTO inbound_calls (call_sid, from_number, to_number, matched, campaign_id, contact_id,
                  status, received_at, params)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in-progress', ?7, ?8) ON CONFLICT (call_sid) DO NOTHING",
@@ -279,7 +279,7 @@ impl Tx<'_> {
         )?;
         if inserted == 0 {
             return Ok(tx
-                .query_row(
+                .query_row_cached(
                     "SELECT attempt_id FROM inbound_calls WHERE call_sid = ?1",
                     [c.call_sid],
                     |r| r.get(0),
@@ -290,18 +290,18 @@ impl Tx<'_> {
         let (Some(contact), Some(campaign)) = (c.contact_id, c.campaign_id) else {
             return Ok(None);
         };
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO attempts (contact_id, campaign_id, attempt_no, phone, call_sid, status, reason,
                  outcome, started_at, answered_at, ended_at, direction)
              VALUES (?1, ?2, 0, ?3, ?4, 'in-progress', 'completed', ?5, ?6, ?6, ?6, 'inbound')",
             params![contact, campaign, c.from, c.call_sid, c.outcome, secs(now)],
         )?;
         let attempt = tx.last_insert_rowid();
-        tx.execute(
+        tx.execute_cached(
             "UPDATE inbound_calls SET attempt_id = ?2 WHERE call_sid = ?1",
             params![c.call_sid, attempt],
         )?;
-        tx.execute(
+        tx.execute_cached(
             "UPDATE contacts SET state = 'completed', outcome = ?2, last_reason = 'completed', updated_at = ?3
              WHERE id = ?1 AND state IN ('open', 'exhausted')",
             params![contact, c.outcome, secs(now)],
@@ -320,14 +320,14 @@ impl Tx<'_> {
     ) -> Result<bool> {
         let tx = &self.conn;
         let final_status = super::is_final_status(status);
-        let n = tx.execute(
+        let n = tx.execute_cached(
             "UPDATE inbound_calls SET status = ?2, duration_seconds = coalesce(?3, duration_seconds),
                  ended_at = CASE WHEN ?4 THEN coalesce(ended_at, ?5) ELSE ended_at END
              WHERE call_sid = ?1",
             params![call_sid, status, duration, final_status, secs(now)],
         )?;
         if final_status {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE attempts SET status = ?2, duration_seconds = coalesce(?3, duration_seconds), ended_at = ?4
                  WHERE call_sid = ?1 AND direction = 'inbound'",
                 params![call_sid, status, duration, secs(now)],

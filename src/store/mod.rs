@@ -84,6 +84,38 @@ pub enum StoreError {
     Task(String),
 }
 
+/// Prepared statements kept per connection: more than the product's distinct statements
+/// (rusqlite's default of 16 would re-parse the hot ones on every use).
+const STATEMENT_CACHE: usize = 256;
+
+/// `execute` and `query_row` through the connection's statement cache (rusqlite's own parse the
+/// SQL on every call): each statement is parsed once per connection.
+trait Cached {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+
+    fn query_row_cached<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
@@ -176,6 +208,7 @@ impl Store {
                 path: path.to_owned(),
                 cause: source,
             })?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -201,6 +234,7 @@ impl Store {
             path: path.to_owned(),
             cause: source,
         })?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Store {
             conn,
             path: path.to_owned(),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::reports::AttemptFilter;
-use super::{Result, Store, StoreError, Tx, secs};
+use super::{Cached, Result, Store, StoreError, Tx, secs};
 
 /// How a conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +119,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BotSession> {
 impl Tx<'_> {
     /// Starts a conversation of `attempt_id` with the bot of `step`; returns its id.
     pub fn open_bot_session(&self, attempt_id: i64, step: &str, now: DateTime<Utc>) -> Result<i64> {
-        self.conn.execute(
+        self.conn.execute_cached(
             "INSERT INTO bot_sessions (attempt_id, step, started_at) VALUES (?1, ?2, ?3)",
             params![attempt_id, step, secs(now)],
         )?;
@@ -167,7 +167,7 @@ impl Tx<'_> {
         next_step: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.conn.execute_cached(
             "UPDATE bot_sessions SET ended_at = ?2, ending = ?3, outcome = ?4, next_step = ?5
              WHERE id = ?1 AND ended_at IS NULL",
             params![session_id, secs(now), ending.as_str(), outcome, next_step],

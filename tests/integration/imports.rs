@@ -184,11 +184,15 @@ fn scheduler_due(t: &Test, cid: i64) -> Vec<String> {
     let at = chrono::DateTime::parse_from_rfc3339(AT)
         .expect("instant")
         .to_utc();
+    let mut ids = Vec::new();
     store
-        .due_contacts(cid, at, u32::MAX)
-        .expect("due query")
-        .into_iter()
-        .map(|r| r.phone)
+        .visit_due(cid, at, u32::MAX, |id| {
+            ids.push(id);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .expect("due query");
+    ids.into_iter()
+        .map(|id| store.contact(id).expect("contact").expect("row").phone)
         .collect()
 }
 
