@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::shared::Shared;
@@ -81,6 +82,12 @@ pub async fn serve(
     state: Shared,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // answers are small: do not hold one back waiting for the peer's acknowledgement
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a callback connection");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -133,6 +133,9 @@ pub enum SimError {
     Http(#[from] reqwest::Error),
 }
 
+/// Idle connections to one callback host kept for reuse between callbacks.
+const CALLBACK_IDLE_CONNECTIONS: usize = 32;
+
 impl SimState {
     /// Validates `config` and builds an empty simulator reading time from `clock`.
     pub fn new(config: SimConfig, clock: Arc<dyn Clock>) -> Result<SimState, SimError> {
@@ -141,6 +144,9 @@ impl SimState {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .user_agent("TwilioProxy/1.1")
+            // a burst of callbacks opens as many connections as it needs; afterwards only a
+            // few stay open for reuse, so neither side keeps thousands of idle connections
+            .pool_max_idle_per_host(CALLBACK_IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         let shared = Shared {
