@@ -45,6 +45,11 @@ pub enum Placed {
 }
 
 /// A steady rate limiter (`per_second` calls a second, no bursts).
+/// The share of `dialer.calls_per_second` calls are paced at: the margin absorbs the jitter
+/// between sending a create and the carrier receiving it, so no 1-second window at the carrier
+/// holds more creates than the limit (SPEC §9), while the rate stays within 1 % of it.
+pub const PACED: f64 = 0.99;
+
 pub fn limiter(per_second: f64) -> DefaultDirectRateLimiter {
     let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
     let quota = Quota::with_period(period)
@@ -80,7 +85,11 @@ pub struct Dialer {
     /// same attempt: `max_retries` creates more at most, each after a jittered wait (which also
     /// gives the carrier's record time to show the call).
     pub unknown_retry: RetryPolicy,
+    /// Paces the offers: one claim per permit.
     global: DefaultDirectRateLimiter,
+    /// Paces the creates themselves, at the same rate: claims bunched by a group commit or a
+    /// stall still leave one by one, never in a burst.
+    sending: DefaultDirectRateLimiter,
     per_campaign: Mutex<HashMap<i64, Arc<DefaultDirectRateLimiter>>>,
 }
 
@@ -102,7 +111,8 @@ impl Dialer {
                 base_backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
             },
-            global: limiter(calls_per_second),
+            global: limiter(calls_per_second * PACED),
+            sending: limiter(calls_per_second * PACED),
             per_campaign: Mutex::default(),
         }
     }
@@ -146,7 +156,7 @@ impl Dialer {
         Gate::Go(slot)
     }
 
-    /// Waits for the account-wide rate (`dialer.calls_per_second`).
+    /// Waits for the account-wide rate (`dialer.calls_per_second`, paced at [`PACED`]).
     pub async fn global_permit(&self) {
         self.global.until_ready().await;
     }
@@ -184,6 +194,7 @@ impl Dialer {
         };
         let mut retry = 0;
         loop {
+            self.sending.until_ready().await;
             let result = self.client.create_call(&req).await;
             match result {
                 Err(e) if e.outcome_unknown() => {
