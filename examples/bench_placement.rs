@@ -198,6 +198,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     (rss, hwm) = memory(pid).unwrap_or((rss, hwm));
+    // CPU spent per call placed so far: a figure a loaded machine changes far less than the rate
+    let calls_so_far = placed(&db).max(1) as f64;
+    let cpu_per_call = |pid: u32| cpu_seconds(pid).map_or(f64::NAN, |s| s * 1000.0 / calls_so_far);
+    let (dialer_ms, sim_ms) = (cpu_per_call(pid), cpu_per_call(sim.0.id()));
     // graceful stop: no new calls, callbacks served until the calls in progress end
     signal(&daemon.0, "TERM");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -234,7 +238,8 @@ async fn main() -> anyhow::Result<()> {
         out,
         "RESULT calls={} refused={refused} span_s={span:.2} rate={rate:.1} slowest_second={} \
          max_1s_window={} subsecond_timestamps={subsec} attempts={attempts} ended={ended} \
-         call_events={events} rss_kb={rss} hwm_kb={hwm} rss_at_100k_kb={}",
+         call_events={events} rss_kb={rss} hwm_kb={hwm} rss_at_100k_kb={} \
+         dialer_cpu_ms_per_call={dialer_ms:.3} simulator_cpu_ms_per_call={sim_ms:.3}",
         creates.len(),
         slowest_second(&creates),
         max_window(&creates),
@@ -253,6 +258,17 @@ fn write_contacts(path: &Path, n: i64) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// User + system CPU time a process has used, in seconds (`/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant of the system; no memory is passed
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
 /// VmRSS and VmHWM in kB.
