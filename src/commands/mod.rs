@@ -5,6 +5,7 @@ mod batch;
 pub mod campaign;
 pub mod contacts;
 pub mod dashboard;
+pub mod db;
 pub mod dnc;
 pub mod docs;
 mod import_notes;

@@ -9,6 +9,7 @@
 
 #[doc(hidden)]
 pub mod cluster;
+mod copy;
 mod migrate;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use postgres::{Client, NoTls};
 use super::{Result, StoreError};
 use crate::config::{DatabaseUrl, PASSWORD_VAR};
 
+pub use copy::{CopyProgress, TableCheck, TableSum, copy_from_sqlite, product_tables};
 pub use migrate::{MIGRATIONS, Migrated, Migration, migrate};
 
 /// How long a connection attempt may take before it is reported as unreachable.
