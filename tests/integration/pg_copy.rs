@@ -275,4 +275,38 @@ fn other_commands_on_a_postgres_url_say_only_db_copy_is_built() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("pass the SQLite file with `--from FILE`")
     );
+
+    // …which `--from` names: the SQLite database of another folder
+    let sqlite = TestDir::new();
+    sqlite.write("dialer.toml", "[database]\npath = \"dialer.db\"\n");
+    let added = sqlite.output(&["dnc", "add", ON_DNC]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let from = sqlite.file("dialer.db");
+    let out = dir.output(&[
+        "db",
+        "copy",
+        "--from",
+        from.to_str().expect("a UTF-8 path"),
+        "--to",
+        &url.to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = printed(&stdout);
+    assert_eq!(tables["dnc"].1, 1, "{stdout}");
+    assert_eq!(tables["campaigns"].1, 0, "{stdout}");
+    let mut pg = dialer::store::pg::connect(&url).expect("connect");
+    let phone: String = pg
+        .query_one("SELECT phone FROM dnc", &[])
+        .expect("the copied number")
+        .get(0);
+    assert_eq!(phone, ON_DNC);
 }
