@@ -12,6 +12,7 @@ mod db;
 mod dnc;
 mod lock;
 mod messages;
+pub mod pg;
 mod reports;
 mod transcripts;
 mod writer;
@@ -82,6 +83,9 @@ pub enum StoreError {
     WriterGone,
     #[error("a database task failed: {0}")]
     Task(String),
+    /// A PostgreSQL failure, already one sentence with the fix (see [`pg::describe`]).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
 }
 
 /// Prepared statements kept per connection: more than the product's distinct statements
