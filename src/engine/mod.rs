@@ -184,6 +184,11 @@ impl Session {
         tasks: &mut JoinSet<Placement>,
         shutdown: &CancellationToken,
     ) -> Result<Offer> {
+        // results first: no new call while the callbacks of the current ones wait
+        tokio::select! {
+            _ = self.shared.callbacks.eased() => {}
+            _ = shutdown.cancelled() => return Ok(Offer::Stopped),
+        }
         let slot = loop {
             let freed = self.shared.in_flight.freed();
             tokio::pin!(freed);

@@ -70,10 +70,24 @@ pub fn router(state: Shared) -> Router {
         .route("/twilio/sms", post(inbound::sms))
         .route("/twilio/message-status", post(inbound::message_status))
         .route("/twilio/bot", post(bot::turn))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            in_backlog,
+        ))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Counts a carrier callback in [`Shared::callbacks`] while it is answered.
+async fn in_backlog(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _serving = state.callbacks.enter();
+    next.run(request).await
 }
 
 /// Serves until `shutdown` is cancelled.

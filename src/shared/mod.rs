@@ -3,6 +3,7 @@
 //! health and a cache of parsed campaigns. A neutral module: `server/` and `dialing/` both depend on it, not on each
 //! other.
 
+mod backlog;
 mod carrier;
 mod in_flight;
 
@@ -19,6 +20,7 @@ use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::store::{Db, Store, StoreError};
 
+pub use backlog::{Backlog, Serving};
 pub use carrier::{BreakerPolicy, CarrierHealth, Permit};
 pub use in_flight::{InFlight, Reservation};
 
@@ -33,6 +35,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<InFlight>,
+    /// The carrier callbacks being answered now (placing waits while there are too many).
+    pub callbacks: Arc<Backlog>,
     /// Whether the carrier account can be used, and the circuit breaker over its server errors.
     pub carrier: Arc<CarrierHealth>,
     /// `twilio.from`: the number of campaigns without their own `from` (inbound calls and
@@ -57,6 +61,7 @@ impl Shared {
             clock,
             metrics: Arc::default(),
             in_flight: Arc::default(),
+            callbacks: Arc::default(),
             carrier: Arc::default(),
             default_from: None,
             campaigns: Arc::default(),
