@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Result, Store, StoreError, Tx, instant, secs};
+use super::{Result, SqliteStore, SqliteTx, StoreError, instant, secs};
 use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 
@@ -139,7 +139,7 @@ pub fn reason_of(status: &str, answered_by: Option<&str>) -> Option<Reason> {
     Some(reason)
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Claims a contact for a call: inserts the attempt row and counts it, in one transaction,
     /// only if the contact is open, has made `expected_attempts` attempts and has none open.
     /// Committed before the Calls create is sent (SPEC §5.5). `None` if the claim lost.
@@ -405,7 +405,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
         Ok(self
             .conn
@@ -584,6 +584,7 @@ mod tests {
     use rusqlite_migration::Migrations;
 
     use super::*;
+    use crate::store::Store;
 
     fn at(sequence: Option<i64>, at: Option<i64>, status: &str) -> Position {
         Position {

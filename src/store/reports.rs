@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 
-use super::{Result, Store, StoreError, secs};
+use super::{Result, SqliteStore, StoreError, secs};
 
 /// Which attempts an export covers: one campaign or all, started in `[since, until)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,7 +201,7 @@ fn attempt_record<'a>(r: &'a rusqlite::Row<'a>) -> rusqlite::Result<AttemptRecor
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Streams the attempts `filter` selects, ordered by campaign name, contact (import order)
     /// and attempt number, into `f`.
     pub fn for_each_attempt_record<E: From<StoreError>>(

@@ -18,7 +18,8 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
-use super::{Result, Store, StoreError, Tx};
+use super::dispatch::Control;
+use super::{Result, SqliteStore, Store, StoreError, Tx};
 
 /// Jobs committed together at most (bounds the time a commit keeps callers waiting).
 const MAX_BATCH: usize = 512;
@@ -56,13 +57,14 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn start(path: &Path) -> Result<Writer> {
-        let store = Store::open(path)?;
+        let store = SqliteStore::open(path)?;
         // savepoints' journals (one per job) in memory: a file write per first touch of a page
         // was an eighth of an import's time
         store
             .conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY")?;
-        let checkpoints = Store::open_checkpointer(path)?;
+        let checkpoints = SqliteStore::open_checkpointer(path)?;
+        let store = Store::from(store);
         let (jobs, rx) = channel::<Job>();
         let alive = std::sync::Arc::new(());
         let watch = std::sync::Arc::downgrade(&alive);
@@ -190,6 +192,27 @@ impl Writer {
     }
 }
 
+impl SqliteStore {
+    /// One step of the writer's transaction on SQLite; an error is one sentence ([`describe`]).
+    ///
+    /// [`describe`]: super::describe
+    pub(crate) fn control(&self, step: Control) -> std::result::Result<(), String> {
+        let sql = match step {
+            Control::Sync { durable: true } => "PRAGMA synchronous = FULL",
+            Control::Sync { durable: false } => "PRAGMA synchronous = NORMAL",
+            Control::Begin => "BEGIN IMMEDIATE",
+            Control::Savepoint => "SAVEPOINT job",
+            Control::Release => "RELEASE job",
+            Control::Undo => "ROLLBACK TO job; RELEASE job",
+            Control::Rollback => "ROLLBACK",
+            Control::Commit => "COMMIT",
+        };
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| super::describe(&e))
+    }
+}
+
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
 fn run(store: &Store, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
@@ -206,16 +229,10 @@ fn run(store: &Store, jobs: &Receiver<Job>) {
 
 fn commit_batch(store: &Store, batch: Vec<Job>) {
     let durable = batch.iter().any(|j| j.durable);
-    let level = if durable {
-        "PRAGMA synchronous = FULL"
-    } else {
-        "PRAGMA synchronous = NORMAL"
-    };
-    if let Err(e) = store.conn.execute_batch(level) {
+    if let Err(e) = store.control(Control::Sync { durable }) {
         tracing::error!(error = %e, "cannot set the sync level");
     }
-    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
-        let message = super::describe(&e);
+    if let Err(message) = store.control(Control::Begin) {
         tracing::debug!(error = %message, "cannot start a write transaction");
         for job in batch {
             let (_, reply) = (job.run)(None);
@@ -223,58 +240,57 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         }
         return;
     }
-    let tx = Tx { store };
+    let tx = Tx::new(store);
     // A job alone in its batch needs no savepoint: if it fails, the whole transaction is undone.
     let solo = batch.len() == 1;
     let mut replies = Vec::with_capacity(batch.len());
     let mut undone = false;
     for job in batch {
-        if !solo && let Err(e) = store.conn.execute_batch("SAVEPOINT job") {
+        if !solo && let Err(e) = store.control(Control::Savepoint) {
             tracing::error!(error = %e, "cannot open a savepoint");
         }
-        let undo = |conn: &rusqlite::Connection| {
+        let undo = |store: &Store| {
             if !solo {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                let _ = store.control(Control::Undo);
             }
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(Some(&tx)))) {
             Ok((true, reply)) => {
                 if !solo {
-                    let _ = store.conn.execute_batch("RELEASE job");
+                    let _ = store.control(Control::Release);
                 }
                 replies.push(reply);
             }
             Ok((false, reply)) => {
-                undo(&store.conn);
+                undo(store);
                 undone = solo;
                 replies.push(reply);
             }
             Err(_) => {
                 // the caller sees its channel close: `WriterGone`
                 tracing::error!("a write job panicked; its changes were undone");
-                undo(&store.conn);
+                undo(store);
                 undone = solo;
             }
         }
     }
     if undone {
         // the only job failed: nothing to commit (its reply carries its own error)
-        let _ = store.conn.execute_batch("ROLLBACK");
+        let _ = store.control(Control::Rollback);
         for reply in replies {
             reply(Ok(()));
         }
         return;
     }
-    match store.conn.execute_batch("COMMIT") {
+    match store.control(Control::Commit) {
         Ok(()) => {
             for reply in replies {
                 reply(Ok(()));
             }
         }
-        Err(e) => {
-            let message = super::describe(&e);
+        Err(message) => {
             tracing::debug!(error = %message, "commit failed; the batch was rolled back");
-            let _ = store.conn.execute_batch("ROLLBACK");
+            let _ = store.control(Control::Rollback);
             for reply in replies {
                 reply(Err(&message));
             }
@@ -288,7 +304,7 @@ mod tests {
 
     fn count(store: &Store) -> i64 {
         store
-            .conn
+            .conn()
             .query_row("SELECT count(*) FROM dnc", [], |r| r.get(0))
             .expect("count")
     }
@@ -346,7 +362,9 @@ mod tests {
     use super::super::instant;
 
     fn sync_level(tx: &Tx<'_>) -> Result<i64> {
-        Ok(tx.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+        Ok(tx
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?)
     }
 
     /// Issue: with `synchronous = NORMAL` a committed claim could vanish on power loss, and a
