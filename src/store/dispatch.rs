@@ -337,6 +337,7 @@ writes! {
     fn unclaim_follow_up(&self, id: i64) -> Result<bool>;
     fn follow_up_created(&self, id: i64, sid: &str, status: &str, now: DateTime<Utc>) -> Result<()>;
     fn follow_up_failed(&self, id: i64, code: Option<u32>, message: &str, now: DateTime<Utc>) -> Result<()>;
+    #[allow(clippy::too_many_arguments)]
     fn apply_message_status(&self, id: i64, sid: &str, status: &str, error_code: Option<i64>, token: Option<&str>, params_json: &str, now: DateTime<Utc>) -> Result<bool>;
     fn record_inbound_message(&self, m: &NewInboundMessage<'_>, now: DateTime<Utc>) -> Result<()>;
     fn dnc_remove_opted_in(&self, number: &str) -> Result<bool>;
