@@ -61,20 +61,20 @@ pub struct ChunkOutcome {
 const INSERT_ROWS: usize = 64;
 
 /// A contact as stored, for comparison with the row being imported.
-struct Stored {
-    id: i64,
-    import_id: Option<i64>,
-    ext_id: Option<String>,
-    name: Option<String>,
-    zones: Option<String>,
-    fields: String,
+pub(super) struct Stored {
+    pub(super) id: i64,
+    pub(super) import_id: Option<i64>,
+    pub(super) ext_id: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) zones: Option<String>,
+    pub(super) fields: String,
     /// Created by an import run that has not finished (running, or killed): not a dialable
     /// contact yet, so the run that meets it again adopts it.
-    incomplete: bool,
+    pub(super) incomplete: bool,
 }
 
 impl Stored {
-    fn same_as(&self, c: &NewContact) -> bool {
+    pub(super) fn same_as(&self, c: &NewContact) -> bool {
         self.ext_id == c.ext_id
             && self.name == c.name
             && self.zones == c.zones

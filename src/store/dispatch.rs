@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::pg::{PgDryRun, PgStore, PgTx};
 use super::{
-    Answer, AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow, BotCounts,
+    AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow, BotCounts,
     BotSession, BotTurn, CampaignRow, CampaignStats, ChunkOutcome, ContactMatch, ContactRecord,
     ContactRow, EndedCall, FollowUpCandidate, FollowUpQuery, Funnel, HourCount, ImportCounts,
     ImportRun, InboundCallRecord, MessageRecord, NewContact, NewFollowUp, NewInboundCall,
-    NewInboundMessage, NewTurn, Result, SessionEnd, SqliteDryRun, SqliteStore, SqliteTx,
+    NewInboundMessage, NewTurn, Result, Answer, SessionEnd, SqliteDryRun, SqliteStore, SqliteTx,
     StatusApplied, StatusEvent, StoreError, SummaryCounts, TranscriptRecord, ZoneCount,
 };
 use crate::campaign::model::{CampaignRules, Reason};
@@ -27,15 +28,14 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// The writer's transaction steps, each backend's statements for them in its own writer code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
     /// How far the commit must reach before callers are answered (durable: the disk).
-    Sync {
-        durable: bool,
-    },
+    Sync { durable: bool },
     Begin,
     /// One job's savepoint.
     Savepoint,
@@ -54,10 +54,19 @@ impl From<SqliteStore> for Store {
     }
 }
 
+impl From<PgStore> for Store {
+    fn from(p: PgStore) -> Store {
+        Store {
+            backend: Backend::Postgres(p),
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
             Backend::Sqlite(s) => s.fmt(f),
+            Backend::Postgres(p) => p.fmt(f),
         }
     }
 }
@@ -78,12 +87,19 @@ impl Store {
     pub fn path(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Sqlite(s) => Some(s.path()),
+            Backend::Postgres(_) => None,
         }
+    }
+
+    /// Whether this is a PostgreSQL connection.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     pub(crate) fn control(&self, step: Control) -> std::result::Result<(), String> {
         match &self.backend {
             Backend::Sqlite(s) => s.control(step),
+            Backend::Postgres(p) => p.control(step),
         }
     }
 
@@ -91,6 +107,7 @@ impl Store {
     pub fn dry_run(&self, campaign_id: i64) -> Result<DryRun<'_>> {
         Ok(match &self.backend {
             Backend::Sqlite(s) => DryRun::Sqlite(s.dry_run(campaign_id)?),
+            Backend::Postgres(p) => DryRun::Postgres(p.dry_run(campaign_id)?),
         })
     }
 
@@ -102,6 +119,7 @@ impl Store {
     ) -> Result<(), E> {
         match &self.backend {
             Backend::Sqlite(s) => s.for_each_contact(campaign_id, f),
+            Backend::Postgres(p) => p.for_each_contact(campaign_id, f),
         }
     }
 
@@ -113,6 +131,7 @@ impl Store {
     ) -> Result<(), E> {
         match &self.backend {
             Backend::Sqlite(s) => s.for_each_attempt_record(filter, f),
+            Backend::Postgres(p) => p.for_each_attempt_record(filter, f),
         }
     }
 
@@ -126,6 +145,7 @@ impl Store {
     ) -> Result<(), E> {
         match &self.backend {
             Backend::Sqlite(s) => s.for_each_contact_record(campaign_id, since, until, f),
+            Backend::Postgres(p) => p.for_each_contact_record(campaign_id, since, until, f),
         }
     }
 
@@ -137,6 +157,7 @@ impl Store {
     ) -> Result<(), E> {
         match &self.backend {
             Backend::Sqlite(s) => s.for_each_transcript_record(filter, f),
+            Backend::Postgres(p) => p.for_each_transcript_record(filter, f),
         }
     }
 
@@ -145,6 +166,7 @@ impl Store {
     pub fn conn(&self) -> &rusqlite::Connection {
         match &self.backend {
             Backend::Sqlite(s) => s.conn(),
+            Backend::Postgres(_) => panic!("conn() is SQLite's; this test needs a SQLite store"),
         }
     }
 
@@ -178,12 +200,14 @@ impl std::ops::Deref for Tx<'_> {
 /// A dry run of an import on either backend.
 pub enum DryRun<'a> {
     Sqlite(SqliteDryRun<'a>),
+    Postgres(PgDryRun<'a>),
 }
 
 impl DryRun<'_> {
     pub fn chunk(&mut self, rows: &[NewContact]) -> Result<ChunkOutcome> {
         match self {
             DryRun::Sqlite(d) => d.chunk(rows),
+            DryRun::Postgres(d) => d.chunk(rows),
         }
     }
 }
@@ -197,6 +221,7 @@ macro_rules! reads {
                 pub fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match &self.backend {
                         Backend::Sqlite(s) => s.$name($($arg),*),
+                        Backend::Postgres(p) => p.$name($($arg),*),
                     }
                 }
             )*
@@ -213,6 +238,7 @@ macro_rules! writes {
                 pub fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match &self.store.backend {
                         Backend::Sqlite(store) => SqliteTx { store }.$name($($arg),*),
+                        Backend::Postgres(store) => PgTx { store }.$name($($arg),*),
                     }
                 }
             )*

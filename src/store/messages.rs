@@ -120,7 +120,7 @@ pub struct InboundCallRecord {
 }
 
 /// Order of message statuses: a callback never moves a message backwards.
-fn rank(status: &str) -> i64 {
+pub(super) fn rank(status: &str) -> i64 {
     match status {
         "claimed" => 0,
         "accepted" | "scheduled" | "queued" => 1,

@@ -13,6 +13,7 @@ mod dispatch;
 mod dnc;
 mod lock;
 mod messages;
+pub mod pg;
 mod reports;
 mod transcripts;
 mod writer;
@@ -84,6 +85,9 @@ pub enum StoreError {
     WriterGone,
     #[error("a database task failed: {0}")]
     Task(String),
+    /// A PostgreSQL failure, already one sentence with the fix (see [`pg::describe`]).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

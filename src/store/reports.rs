@@ -123,7 +123,7 @@ pub struct SummaryCounts {
 pub const REACHED: &str =
     "(a.reason = 'completed' AND (a.answered_by IS NULL OR a.answered_by = 'human'))";
 
-const ATTEMPT_SELECT: &str =
+pub(super) const ATTEMPT_SELECT: &str =
     "SELECT cp.name, coalesce(c.ext_id, c.phone), c.name, a.phone, a.attempt_no,
         a.call_sid, a.status, a.reason, a.answered_by, a.outcome, a.digits, a.speech,
         a.duration_seconds, a.started_at, a.answered_at, a.ended_at, a.error_code, a.error_message,
@@ -132,7 +132,7 @@ const ATTEMPT_SELECT: &str =
     JOIN contacts c ON c.id = a.contact_id
     JOIN campaigns cp ON cp.id = a.campaign_id";
 
-const ATTEMPT_ORDER: &str = "ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
+pub(super) const ATTEMPT_ORDER: &str = "ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
 
 const CONTACT_EXPORT: &str = "SELECT c.id, coalesce(c.ext_id, c.phone), c.name, c.phone, c.zones,
         c.state, c.attempts, c.last_reason, c.outcome, c.next_attempt_at
