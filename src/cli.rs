@@ -100,6 +100,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<DashboardCommand>,
     },
+    /// Database tools: copy an SQLite database to PostgreSQL (preview).
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a shell completion script (e.g. `dialer completions bash > ~/.local/share/bash-completion/completions/dialer`).
     Completions {
         #[arg(value_enum)]
@@ -107,6 +110,22 @@ pub enum Command {
     },
     /// Print the manual page (roff) to stdout (e.g. `dialer man | man -l -`).
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy an SQLite database into a new PostgreSQL database (migrated first; it must hold no
+    /// dialer data), in one transaction, then compare every table's row count and SHA-256 on
+    /// both sides. The password comes from DIALER_DATABASE_PASSWORD, never from the url.
+    Copy {
+        /// The PostgreSQL database, like postgres://dialer@db.example.com:5432/dialer (a Unix
+        /// socket: postgres://dialer@%2Fvar%2Frun%2Fpostgresql/dialer).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The SQLite file to copy (default: the config's `[database] path`).
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

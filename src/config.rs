@@ -13,8 +13,10 @@ use crate::bounds;
 use crate::campaign::phone::Region;
 
 mod dashboard;
+mod database;
 
 pub use dashboard::{DashboardConfig, DashboardUser, MIN_TOKEN_LEN};
+pub use database::{Database, DatabaseUrl, PASSWORD_VAR, PostgresNotBuilt, UrlError};
 
 /// The commented default written by `dialer init`.
 pub const DEFAULT_TOML: &str = include_str!("../dialer.toml");
@@ -77,18 +79,13 @@ struct RawConfig {
     dashboard: dashboard::RawDashboard,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawDatabase {
-    path: PathBuf,
-}
-
-impl Default for RawDatabase {
-    fn default() -> Self {
-        Self {
-            path: "dialer.db".into(),
-        }
-    }
+    /// The SQLite file (the default: `dialer.db`).
+    path: Option<PathBuf>,
+    /// A PostgreSQL url instead of `path`.
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +221,7 @@ pub struct CampaignEntry {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
     pub server: ServerConfig,
     pub carrier: CarrierKind,
     pub twilio: TwilioConfig,
@@ -243,6 +240,8 @@ pub struct Env {
     pub auth_token: Option<Secret>,
     /// `DIALER_DASHBOARD_TOKEN`.
     pub dashboard_token: Option<Secret>,
+    /// `DIALER_DATABASE_PASSWORD`: the PostgreSQL password (never in the url).
+    pub database_password: Option<Secret>,
 }
 
 impl Env {
@@ -252,6 +251,7 @@ impl Env {
             account_sid: get("TWILIO_ACCOUNT_SID"),
             auth_token: get("TWILIO_AUTH_TOKEN").map(Secret),
             dashboard_token: get("DIALER_DASHBOARD_TOKEN").map(Secret),
+            database_password: get(PASSWORD_VAR).map(Secret),
         }
     }
 }
@@ -301,6 +301,21 @@ impl Config {
             }
         };
 
+        let database = match (raw.database.path, raw.database.url) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "database",
+                    "sets both `path` and `url`: keep one (`path` for an SQLite file, `url` for PostgreSQL)".into(),
+                ));
+            }
+            (_, Some(url)) => Database::Postgres(
+                DatabaseUrl::parse(&url, env.database_password.as_ref())
+                    .map_err(|e| invalid("database.url", e.to_string()))?,
+            ),
+            (path, None) => Database::Sqlite(resolve(
+                path.as_deref().unwrap_or_else(|| Path::new("dialer.db")),
+            )),
+        };
         let listen = raw.server.listen.parse::<SocketAddr>().map_err(|_| {
             invalid(
                 "server.listen",
@@ -401,7 +416,7 @@ impl Config {
 
         Ok(Config {
             path: path.to_owned(),
-            database: resolve(&raw.database.path),
+            database,
             server: ServerConfig { listen, public_url },
             carrier,
             twilio: TwilioConfig {
@@ -444,10 +459,11 @@ fn secret_key(line: &str) -> Option<&str> {
         .find(|key| is_secret_key(key))
 }
 
-/// Whether a key names a secret: `auth_token`, any `*token`, `*password*`, `*secret*`.
+/// Whether a key names a secret: `auth_token`, any `*token`, `*password*`, `*secret*`, and the
+/// database `url` (a password written into it by mistake).
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key.ends_with("token") || key.contains("password") || key.contains("secret")
+    key.ends_with("token") || key.contains("password") || key.contains("secret") || key == "url"
 }
 
 /// Deserializes an `auth_token`: a string. Any other TOML value is refused without quoting it
@@ -492,10 +508,43 @@ mod tests {
     }
 
     #[test]
+    fn database_is_a_path_or_a_url_never_both() {
+        let c = parse("[database]\nurl = \"postgres://dialer@db.example.com/calls\"\n")
+            .expect("url alone");
+        assert!(matches!(c.database, Database::Postgres(_)));
+        let e = parse("[database]\npath = \"x.db\"\nurl = \"postgres://dialer@db/calls\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/dialer/dialer.toml: `database` sets both `path` and `url`: keep one (`path` for an SQLite file, `url` for PostgreSQL)"
+        );
+        let e = parse("[database]\nurl = \"postgres://dialer:hunter2@db/calls\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/dialer/dialer.toml: `database.url` must not hold a password"),
+            "{e}"
+        );
+        assert!(
+            e.contains("DIALER_DATABASE_PASSWORD") && !e.contains("hunter2"),
+            "{e}"
+        );
+        // a url the TOML parser rejects is not quoted either
+        let e = parse("[database]\nurl = postgres://dialer:hunter2@db/calls\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn shipped_default_parses() {
         let c = parse(DEFAULT_TOML).expect("the shipped dialer.toml is valid");
         assert_eq!(c.carrier, CarrierKind::Simulator);
-        assert_eq!(c.database, PathBuf::from("/etc/dialer/dialer.db"));
+        assert_eq!(
+            c.database.sqlite_path().ok(),
+            Some(Path::new("/etc/dialer/dialer.db"))
+        );
         assert_eq!(c.campaigns.len(), 2);
     }
 
@@ -662,6 +711,7 @@ mod tests {
             account_sid: Some("ACenv".into()),
             auth_token: Some(Secret::new("s3cr3t-token")),
             dashboard_token: None,
+            database_password: None,
         };
         let c = Config::parse(
             Path::new("d.toml"),

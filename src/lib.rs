@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bot.as_deref().map(|b| (b, bot_listen.as_str())),
         ),
         Command::Dashboard { action } => commands::dashboard::run(&ctx, action),
+        Command::Db(cmd) => commands::db::run(&ctx, cmd),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man => commands::docs::man(),
     }

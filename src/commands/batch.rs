@@ -42,7 +42,7 @@ pub async fn run(
     limit: Option<u32>,
     wait: Duration,
 ) -> Result<()> {
-    let _lock = ProcessLock::acquire(&config.database)?;
+    let _lock = ProcessLock::acquire(config.database.sqlite_path()?)?;
     import_declared(ctx, config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let session = Session::start(config, clock).await?;

@@ -5,6 +5,7 @@ mod batch;
 pub mod campaign;
 pub mod contacts;
 pub mod dashboard;
+pub mod db;
 pub mod dnc;
 pub mod docs;
 mod import_notes;
@@ -52,16 +53,17 @@ impl Context {
     /// The database for a command that changes it: the writer (which creates and migrates
     /// the file) and readers.
     pub fn db(&self, config: &Config) -> Result<Db> {
-        Ok(Db::open(&config.database)?)
+        Ok(Db::open(config.database.sqlite_path()?)?)
     }
 
     /// A read connection, for commands that only read (the database is created and migrated
     /// first when missing, so a new user's `plan` or `report` finds empty tables).
     pub fn reader(&self, config: &Config) -> Result<Store> {
-        if !config.database.exists() {
-            drop(Db::open(&config.database)?);
+        let path = config.database.sqlite_path()?;
+        if !path.exists() {
+            drop(Db::open(path)?);
         }
-        Ok(Store::open_reader(&config.database)?)
+        Ok(Store::open_reader(path)?)
     }
 
     /// Whether to draw progress bars (stderr is a terminal and not `-q`).

@@ -42,7 +42,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// `run daemon`: lock, import the declared campaigns, then the daemon until SIGINT/SIGTERM.
 fn daemon(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
-    let _lock = ProcessLock::acquire(&config.database)?;
+    let _lock = ProcessLock::acquire(config.database.sqlite_path()?)?;
     super::campaign::import_declared(ctx, &config)?;
     let summary = runtime()?.block_on(async {
         let shutdown = CancellationToken::new();

@@ -39,7 +39,7 @@ fn fixture() -> Fixture {
         ..Env::default()
     };
     let config = Config::parse(&dir.path().join("dialer.toml"), "", &env).expect("config");
-    let db = Db::open(&config.database).expect("db");
+    let db = Db::open(config.database.sqlite_path().expect("sqlite")).expect("db");
     db.write_blocking(|tx| {
         let (cid, _) = tx.upsert_campaign("Campaña Optimizada", CAMPAIGN, false, now())?;
         let contact = NewContact {

@@ -22,6 +22,7 @@ mod imports;
 mod inbound;
 mod limits;
 mod messaging;
+mod pg_copy;
 mod plan;
 mod simulator;
 mod soak;
