@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 
 use super::pg::{PgDryRun, PgStore, PgTx};
 use super::{
-    AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow, BotCounts,
+    Answer, AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow, BotCounts,
     BotSession, BotTurn, CampaignRow, CampaignStats, ChunkOutcome, ContactMatch, ContactRecord,
     ContactRow, EndedCall, FollowUpCandidate, FollowUpQuery, Funnel, HourCount, ImportCounts,
     ImportRun, InboundCallRecord, MessageRecord, NewContact, NewFollowUp, NewInboundCall,
-    NewInboundMessage, NewTurn, Result, Answer, SessionEnd, SqliteDryRun, SqliteStore, SqliteTx,
+    NewInboundMessage, NewTurn, Result, SessionEnd, SqliteDryRun, SqliteStore, SqliteTx,
     StatusApplied, StatusEvent, StoreError, SummaryCounts, TranscriptRecord, ZoneCount,
 };
 use crate::campaign::model::{CampaignRules, Reason};
@@ -35,7 +35,9 @@ enum Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
     /// How far the commit must reach before callers are answered (durable: the disk).
-    Sync { durable: bool },
+    Sync {
+        durable: bool,
+    },
     Begin,
     /// One job's savepoint.
     Savepoint,

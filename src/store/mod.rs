@@ -5,6 +5,8 @@
 //! group-committed transaction. Instants are INTEGER unix seconds UTC, always bound as parameters.
 
 mod attempts;
+#[cfg(test)]
+mod backend_tests;
 mod campaigns;
 mod contacts;
 mod dashboard;

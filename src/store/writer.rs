@@ -15,11 +15,13 @@
 //! with `synchronous = FULL`: the WAL is synced before anyone in the batch is answered.
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
 use super::dispatch::Control;
+use super::pg::{self, PgStore};
 use super::{Result, SqliteStore, Store, StoreError, Tx};
+use crate::config::DatabaseUrl;
 
 /// Jobs committed together at most (bounds the time a commit keeps callers waiting).
 const MAX_BATCH: usize = 512;
@@ -45,12 +47,15 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<Job>,
-    path: PathBuf,
+    /// The database, for `Debug`: the SQLite file, or the PostgreSQL server and database.
+    label: String,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("path", &self.path).finish()
+        f.debug_struct("Writer")
+            .field("database", &self.label)
+            .finish()
     }
 }
 
@@ -92,12 +97,40 @@ impl Writer {
             .map_err(spawn_err)?;
         Ok(Writer {
             jobs,
-            path: path.to_owned(),
+            label: path.display().to_string(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to a PostgreSQL database, migrates it and starts the writer thread on that
+    /// connection. The thread connects (the `postgres` client runs its own small runtime, so it
+    /// never connects from inside an async task); this waits for it to be ready.
+    pub fn start_postgres(url: &DatabaseUrl, now: i64) -> Result<Writer> {
+        let (jobs, rx) = channel::<Job>();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        let target = url.clone();
+        std::thread::Builder::new()
+            .name("dialer-writer".into())
+            .spawn(move || {
+                let opened = pg::connect(&target).and_then(|mut client| {
+                    pg::migrate(&mut client, now)?;
+                    Ok(PgStore::new(client, target.endpoint()))
+                });
+                match opened {
+                    Ok(store) => {
+                        let _ = ready_tx.send(Ok(()));
+                        run(&Store::from(store), &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Postgres(format!("cannot start the writer thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::WriterGone)??;
+        Ok(Writer {
+            jobs,
+            label: format!("{} at {}", url.dbname(), url.endpoint()),
+        })
     }
 
     /// Runs `f` in the writer's next transaction; resolves after that transaction committed.

@@ -73,10 +73,13 @@ impl PgStore {
     }
 
     pub fn campaigns(&self) -> Result<Vec<CampaignRow>> {
-        self.rows(&format!("SELECT {COLUMNS} FROM campaigns ORDER BY name"), &[])?
-            .iter()
-            .map(row)
-            .collect()
+        self.rows(
+            &format!("SELECT {COLUMNS} FROM campaigns ORDER BY name"),
+            &[],
+        )?
+        .iter()
+        .map(row)
+        .collect()
     }
 
     pub fn campaign_stats(&self, campaign_id: i64) -> Result<CampaignStats> {

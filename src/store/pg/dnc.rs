@@ -26,10 +26,13 @@ impl PgTx<'_> {
 
 impl PgStore {
     pub fn dnc_list(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
-        self.rows("SELECT phone, source, added_at FROM dnc ORDER BY phone", &[])?
-            .iter()
-            .map(|r| Ok((get(r, 0)?, get(r, 1)?, instant(get(r, 2)?))))
-            .collect()
+        self.rows(
+            "SELECT phone, source, added_at FROM dnc ORDER BY phone",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?, instant(get(r, 2)?))))
+        .collect()
     }
 
     pub fn dnc_contains(&self, number: &str) -> Result<bool> {

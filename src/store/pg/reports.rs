@@ -8,7 +8,9 @@ use postgres::types::ToSql;
 
 use super::store::{PgStore, get};
 use crate::store::reports::{ATTEMPT_ORDER, ATTEMPT_SELECT, REACHED};
-use crate::store::{AttemptFilter, AttemptRecord, ContactRecord, Result, StoreError, SummaryCounts, secs};
+use crate::store::{
+    AttemptFilter, AttemptRecord, ContactRecord, Result, StoreError, SummaryCounts, secs,
+};
 
 /// `select` filtered like the SQLite export, with `$n` placeholders, and the values to bind.
 pub(super) fn filtered(filter: &AttemptFilter, select: &str, order: &str) -> (String, Vec<i64>) {

@@ -164,7 +164,10 @@ impl PgStore {
     /// A counter that grows whenever campaigns, the DNC list or imports change, in any process
     /// (triggers keep it).
     pub fn change_version(&self) -> Result<i64> {
-        get(&self.row("SELECT version FROM changes WHERE id = 1", &[])?, 0)
+        get(
+            &self.row("SELECT version FROM changes WHERE id = 1", &[])?,
+            0,
+        )
     }
 
     /// A dry run of an import: numbers seen so far go to a TEMP table of this connection.

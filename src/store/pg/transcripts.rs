@@ -74,7 +74,13 @@ impl PgTx<'_> {
         let n = self.execute(
             "UPDATE bot_sessions SET ended_at = $2, ending = $3, outcome = $4, next_step = $5
              WHERE id = $1 AND ended_at IS NULL",
-            &[&session_id, &secs(now), &ending.as_str(), &outcome, &next_step],
+            &[
+                &session_id,
+                &secs(now),
+                &ending.as_str(),
+                &outcome,
+                &next_step,
+            ],
         )?;
         Ok(n == 1)
     }
