@@ -123,6 +123,16 @@ impl Readers {
         &self,
         f: impl FnOnce(&Store) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
+        match self.source {
+            Source::Sqlite(_) => self.with_reader(f),
+            Source::Postgres(_) => pg::outside_runtime(|| self.with_reader(f)),
+        }
+    }
+
+    fn with_reader<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Store) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
         let pooled = self
             .idle
             .lock()

@@ -34,7 +34,7 @@ pub use contacts::{ChunkOutcome, ContactRow, ImportCounts, ImportRun, NewContact
 pub use dashboard::{AnswerLine, AttemptHistory, EventLine, Funnel, HourCount, ZoneCount};
 pub use db::Db;
 pub use dispatch::{DryRun, Store, Tx};
-pub use lock::{LockError, ProcessLock, held_by_a_live_process};
+pub use lock::{DatabaseLock, DatabaseLockError, LockError, ProcessLock, held_by_a_live_process};
 pub use messages::{
     ContactMatch, DNC_SOURCE_MESSAGE, FollowUpCandidate, FollowUpQuery, InboundCallRecord,
     MessageRecord, NewFollowUp, NewInboundCall, NewInboundMessage,

@@ -15,6 +15,7 @@ mod contacts;
 mod copy;
 mod dashboard;
 mod dnc;
+mod lock;
 mod messages;
 mod migrate;
 mod reports;
@@ -29,8 +30,9 @@ use super::{Result, StoreError};
 use crate::config::{DatabaseUrl, PASSWORD_VAR};
 
 pub use copy::{CopyProgress, TableCheck, TableSum, copy_from_sqlite, product_tables};
+pub use lock::PgProcessLock;
 pub use migrate::{MIGRATIONS, Migrated, Migration, migrate};
-pub use store::{PgDryRun, PgStore, PgTx};
+pub use store::{PgDryRun, PgStore, PgTx, outside_runtime};
 
 /// How long a connection attempt may take before it is reported as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -224,3 +224,16 @@ pub(super) fn get_u32(r: &Row, i: usize) -> Result<u32> {
     let v: i64 = get(r, i)?;
     Ok(u32::try_from(v.max(0)).unwrap_or(u32::MAX))
 }
+
+/// Runs `f`, which uses a `postgres` client, where that client may block: a client runs its
+/// own small runtime, which cannot start on a thread driving async tasks. On such a thread of a
+/// multi-threaded runtime (a synchronous read from an async command) `f` runs through
+/// `block_in_place`; on the blocking pool, the writer thread or a plain thread, directly.
+pub fn outside_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
