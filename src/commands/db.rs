@@ -30,9 +30,10 @@ fn copy(ctx: &Context, to: &str, from: Option<&Path>) -> Result<()> {
     }
     let source = SqliteStore::open(&source_path)?;
     let mut client = pg::connect(&target)?;
-    let quiet = ctx.quiet;
+    // on a terminal only, like every long command's progress
+    let show = ctx.progress();
     let mut progress = |table: &str, done: u64, total: u64| {
-        if !quiet && total >= 10_000 {
+        if show && total >= 10_000 {
             eprintln!("{table}: {done} of {total} rows copied");
         }
     };

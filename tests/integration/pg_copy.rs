@@ -248,3 +248,50 @@ fn db_copy_refuses_a_password_in_the_url_and_a_missing_source() {
     );
     assert!(!dir.file("nothing-here.db").exists(), "no file was created");
 }
+
+#[test]
+fn db_copy_takes_its_source_from_from_while_the_config_holds_a_url() {
+    let dir = TestDir::new();
+    let url = PgCluster::shared().database("url_commands");
+    dir.write("dialer.toml", &format!("[database]\nurl = \"{url}\"\n"));
+    // the url's database is the source of nothing: `db copy` asks for the SQLite file
+    let out = dir.output(&["db", "copy", "--to", &url.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass the SQLite file with `--from FILE`")
+    );
+
+    // …which `--from` names: the SQLite database of another folder
+    let sqlite = TestDir::new();
+    sqlite.write("dialer.toml", "[database]\npath = \"dialer.db\"\n");
+    let added = sqlite.output(&["dnc", "add", ON_DNC]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let from = sqlite.file("dialer.db");
+    let out = dir.output(&[
+        "db",
+        "copy",
+        "--from",
+        from.to_str().expect("a UTF-8 path"),
+        "--to",
+        &url.to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = printed(&stdout);
+    assert_eq!(tables["dnc"].1, 1, "{stdout}");
+    assert_eq!(tables["campaigns"].1, 0, "{stdout}");
+    let mut pg = dialer::store::pg::connect(&url).expect("connect");
+    let phone: String = pg
+        .query_one("SELECT phone FROM dnc", &[])
+        .expect("the copied number")
+        .get(0);
+    assert_eq!(phone, ON_DNC);
+}

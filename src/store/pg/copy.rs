@@ -361,7 +361,7 @@ fn copy_snapshot(
             let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v).collect();
             writer.write(&refs)?;
             done += 1;
-            if done % PROGRESS_EVERY == 0 {
+            if done.is_multiple_of(PROGRESS_EVERY) {
                 progress(shape.table, done, total);
             }
         }

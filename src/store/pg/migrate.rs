@@ -289,7 +289,11 @@ mod tests {
             .collect();
         let sqlite = sqlite_columns(&store);
         assert!(sqlite.len() > 100, "{} columns", sqlite.len());
-        assert_eq!(pg_columns, sqlite);
+        // column by column, so a difference reads as the one column that differs
+        for (pg, lite) in pg_columns.iter().zip(&sqlite) {
+            assert_eq!(pg, lite, "PostgreSQL's column, then SQLite's");
+        }
+        assert_eq!(pg_columns.len(), sqlite.len());
 
         // indexes written in the migrations (PostgreSQL's constraint indexes are SQLite's
         // automatic ones: both left out)

@@ -56,7 +56,7 @@ fn connect_failure(url: &DatabaseUrl, e: &postgres::Error) -> String {
     }
     match std::error::Error::source(e) {
         Some(cause) if cause.is::<std::io::Error>() => format!(
-            "cannot connect to the server at {at}: {cause}: check that PostgreSQL runs there and that `[database] url` names its host and port"
+            "cannot connect to the server at {at}: {cause}: check that PostgreSQL runs there and that the url names its host and port"
         ),
         Some(cause) if cause.to_string().contains("password missing") => format!(
             "the server at {at} asks for a password: set the environment variable `{PASSWORD_VAR}`"
@@ -130,7 +130,7 @@ mod tests {
         );
         assert!(
             e.ends_with(
-                "check that PostgreSQL runs there and that `[database] url` names its host and port"
+                "check that PostgreSQL runs there and that the url names its host and port"
             ),
             "{e}"
         );
