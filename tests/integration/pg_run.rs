@@ -173,3 +173,152 @@ fn a_second_run_on_the_same_postgres_database_is_refused() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// Counts `sql` answers on the test's PostgreSQL database.
+fn pg_count(client: &mut postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).expect(sql).get(0)
+}
+
+/// Waits (at most `limit`) until `sql` counts at least `n`, failing early if the daemon exits.
+fn wait_for(
+    client: &mut postgres::Client,
+    sql: &str,
+    n: i64,
+    limit: std::time::Duration,
+    daemon: &mut std::process::Child,
+    dir: &TestDir,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        // the daemon's first connection migrates: the tables may not exist yet
+        let counted = client.query_one(sql, &[]).ok().map(|r| r.get::<_, i64>(0));
+        if counted.is_some_and(|c| c >= n) {
+            return;
+        }
+        let log = || std::fs::read_to_string(dir.file("daemon.stderr")).unwrap_or_default();
+        if let Some(status) = daemon.try_wait().expect("poll daemon") {
+            panic!("daemon exited early ({status}):\n{}", log());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{sql}` still below {n} after {limit:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn daemon(dir: &TestDir, label: &str) -> std::process::Child {
+    dir.dialer(&["-v", "run", "daemon"])
+        .stdout(std::fs::File::create(dir.file(&format!("{label}.stdout"))).expect("stdout"))
+        .stderr(std::fs::File::create(dir.file("daemon.stderr")).expect("stderr"))
+        .spawn()
+        .expect("spawn dialer run daemon")
+}
+
+#[test]
+fn the_daemon_on_postgres_survives_kill_9_without_dialing_anyone_twice() {
+    const DONE: &str = "SELECT count(*) FROM contacts WHERE state <> 'open'";
+    let dir = TestDir::new();
+    let url = PgCluster::shared().database("daemon_on_pg");
+    let sim = SimProcess::start(
+        &dir,
+        &format!(
+            "seed = 11\ntime_scale = 0.05\n{}",
+            rules(&[("+1212555030*", "human", &[])])
+        ),
+    );
+    dir.write(
+        "dialer.toml",
+        &format!(
+            "{}\n[database]\nurl = \"{url}\"\n",
+            config("127.0.0.1:0", 4.0, &sim.carrier_toml())
+        ),
+    );
+    dir.write(
+        "c.json",
+        r#"{"name": "d", "message": "hello", "calling_hours_start": "00:00",
+            "calling_hours_end": "24:00", "max_retries": 1}"#,
+    );
+    let all: Vec<String> = (0..8).map(|i| format!("+121255503{i:02}")).collect();
+    let numbers: Vec<&str> = all.iter().map(String::as_str).collect();
+    dir.write("c.csv", &contacts(&numbers));
+    let mut client = postgres::Config::clone(url.config())
+        .connect(postgres::NoTls)
+        .expect("connect");
+
+    let mut first = daemon(&dir, "first");
+    wait_for(
+        &mut client,
+        "SELECT count(*) FROM attempts",
+        2,
+        std::time::Duration::from_secs(20),
+        &mut first,
+        &dir,
+    );
+    first.kill().expect("kill -9 the daemon");
+    first.wait().expect("reap");
+
+    let mut second = daemon(&dir, "second");
+    wait_for(
+        &mut client,
+        DONE,
+        8,
+        std::time::Duration::from_secs(30),
+        &mut second,
+        &dir,
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    assert!(second.wait().expect("wait").success());
+    assert_eq!(
+        pg_count(
+            &mut client,
+            "SELECT count(*) FROM attempts WHERE ended_at IS NULL"
+        ),
+        0
+    );
+    for n in &all {
+        let row = client
+            .query_one(
+                "SELECT state, attempts, (SELECT count(*) FROM attempts a WHERE a.contact_id = c.id)
+                 FROM contacts c WHERE phone = $1",
+                &[n],
+            )
+            .expect("contact");
+        let (state, attempts, rows): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(attempts, rows, "{n}: attempts counter = attempt rows");
+        assert!(
+            (1..=2).contains(&rows),
+            "{n}: {rows} attempts, policy allows 2"
+        );
+        assert_eq!(state, "completed", "{n}: a human answers every call");
+    }
+    // one create per attempt: every call the simulator created belongs to one attempt
+    let created: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r["status"] == 201)
+        .map(|r| r["sid"].as_str().expect("sid").to_owned())
+        .collect();
+    let sids: Vec<String> = client
+        .query(
+            "SELECT call_sid FROM attempts WHERE call_sid IS NOT NULL",
+            &[],
+        )
+        .expect("sids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for sid in &created {
+        assert_eq!(
+            sids.iter().filter(|s| *s == sid).count(),
+            1,
+            "created call {sid} belongs to exactly one attempt"
+        );
+    }
+    assert!(created.len() >= all.len(), "{created:?}");
+}
