@@ -28,7 +28,7 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 /// The writer's transaction steps, each backend's statements for them in its own writer code.
@@ -59,7 +59,7 @@ impl From<SqliteStore> for Store {
 impl From<PgStore> for Store {
     fn from(p: PgStore) -> Store {
         Store {
-            backend: Backend::Postgres(p),
+            backend: Backend::Postgres(Box::new(p)),
         }
     }
 }
