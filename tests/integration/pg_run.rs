@@ -208,6 +208,29 @@ fn wait_for(
     }
 }
 
+/// The callback server's public url, from the daemon's log line saying it listens.
+fn callback_url(dir: &TestDir, daemon: &mut std::process::Child) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = std::fs::read_to_string(dir.file("daemon.stderr")).unwrap_or_default();
+        if let Some(url) = log
+            .lines()
+            .find(|l| l.contains("callback server listening"))
+            .and_then(|l| l.split("public_url=").nth(1))
+        {
+            return url.trim().to_owned();
+        }
+        if let Some(status) = daemon.try_wait().expect("poll daemon") {
+            panic!("daemon exited early ({status}):\n{log}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never said where it listens:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn daemon(dir: &TestDir, label: &str) -> std::process::Child {
     dir.dialer(&["-v", "run", "daemon"])
         .stdout(std::fs::File::create(dir.file(&format!("{label}.stdout"))).expect("stdout"))
@@ -247,7 +270,25 @@ fn the_daemon_on_postgres_survives_kill_9_without_dialing_anyone_twice() {
         .connect(postgres::NoTls)
         .expect("connect");
 
+    let config_text = format!(
+        "{}\n[database]\nurl = \"{url}\"\n",
+        config("127.0.0.1:0", 4.0, &sim.carrier_toml())
+    );
     let mut first = daemon(&dir, "first");
+    // the calls in flight call back to this address: the restart must listen on it again
+    let public = callback_url(&dir, &mut first);
+    let addr = public.trim_start_matches("http://").trim_end_matches('/');
+    let pinned = config_text
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+        .replace(
+            "public_url = \"http://127.0.0.1:1\"",
+            &format!("public_url = \"{public}\""),
+        );
+    assert_ne!(
+        pinned, config_text,
+        "the config names the port it listens on"
+    );
+    dir.write("dialer.toml", &pinned);
     wait_for(
         &mut client,
         "SELECT count(*) FROM attempts",
