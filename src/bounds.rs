@@ -102,6 +102,11 @@ pub fn fmt(d: Duration) -> String {
     }
 }
 
+/// Carrier callbacks being answered at once above which placing waits: a burst of results is
+/// recorded before new calls add to it, so callbacks are not starved by placement and the open
+/// connections (and memory) stay bounded.
+pub const MAX_CALLBACK_BACKLOG: usize = 256;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,8 +160,3 @@ mod tests {
         assert_eq!(f64::from(MAX_CALLS_PER_MINUTE), MAX_CALLS_PER_SECOND * 60.0);
     }
 }
-
-/// Carrier callbacks being answered at once above which placing waits: a burst of results is
-/// recorded before new calls add to it, so callbacks are not starved by placement and the open
-/// connections (and memory) stay bounded.
-pub const MAX_CALLBACK_BACKLOG: usize = 256;

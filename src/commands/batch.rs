@@ -19,7 +19,7 @@ use crate::decision::Loaded;
 use crate::dialing::Placed;
 use crate::engine::{FollowUpRound, Offer, Placement, Session, interleave};
 use crate::schedule::PlanReason;
-use crate::store::{AttemptEnding, ProcessLock, StoreError};
+use crate::store::{AttemptEnding, DatabaseLock, StoreError};
 
 /// The longest write transaction of the settling a batch does before it ends.
 const SETTLE_BUDGET: Duration = Duration::from_millis(50);
@@ -42,7 +42,7 @@ pub async fn run(
     limit: Option<u32>,
     wait: Duration,
 ) -> Result<()> {
-    let _lock = ProcessLock::acquire(config.database.sqlite_path()?)?;
+    let _lock = DatabaseLock::acquire(&config.database)?;
     import_declared(ctx, config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let session = Session::start(config, clock).await?;

@@ -17,9 +17,7 @@ use crate::campaign::contacts_csv::{ContactReader, CsvError, RawRow, Rejection};
 use crate::campaign::phone_order::{LineContact, PhoneOrder};
 use crate::cli::ContactsCommand;
 use crate::config::Config;
-use crate::store::{
-    ChunkOutcome, Db, DryRun, ImportCounts, ImportRun, NewContact, Store, StoreError, Tx,
-};
+use crate::store::{ChunkOutcome, Db, DryRun, ImportCounts, ImportRun, NewContact, StoreError, Tx};
 
 /// Rows gathered per write job (the job may take fewer: see [`WRITE_BUDGET`]).
 const WRITE_CHUNK: usize = 4096;
@@ -166,7 +164,10 @@ impl Pace {
         match self.alone {
             Some((alone, at)) if at.elapsed() < ALONE_CHECK => alone,
             _ => {
-                let alone = !crate::store::held_by_a_live_process(db.path());
+                // PostgreSQL has no database-wide write lock to leave free for a dialer
+                let alone = db
+                    .path()
+                    .is_none_or(|p| !crate::store::held_by_a_live_process(p));
                 self.alone = Some((alone, Instant::now()));
                 alone
             }
@@ -254,7 +255,7 @@ pub fn import(
         stream(ctx, config, file, true, &mut Sink::Check, &mut notes)?;
     }
     let counts = if dry_run {
-        let reader = Store::open_reader(db.path())?;
+        let reader = db.open_reader()?;
         let mut sink = Sink::Dry(reader.dry_run(campaign_id)?);
         stream(ctx, config, file, strict, &mut sink, &mut notes)?
     } else {
@@ -319,7 +320,9 @@ fn stream(
     let mut counts = ImportCounts::default();
     let mut order = match sink {
         Sink::Write { db, .. } => Some(PhoneOrder::new(
-            db.path().parent().unwrap_or(Path::new(".")),
+            &db.path()
+                .and_then(Path::parent)
+                .map_or_else(std::env::temp_dir, Path::to_path_buf),
             SORT_RUN,
         )),
         Sink::Check | Sink::Dry(_) => None,

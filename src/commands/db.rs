@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use super::{Context, Table};
 use crate::cli::DbCommand;
 use crate::config::{Database, DatabaseUrl, Env};
-use crate::store::{Store, pg};
+use crate::store::{SqliteStore, pg};
 
 pub fn run(ctx: &Context, cmd: DbCommand) -> Result<()> {
     match cmd {
@@ -28,7 +28,7 @@ fn copy(ctx: &Context, to: &str, from: Option<&Path>) -> Result<()> {
             source_path.display()
         );
     }
-    let source = Store::open(&source_path)?;
+    let source = SqliteStore::open(&source_path)?;
     let mut client = pg::connect(&target)?;
     // on a terminal only, like every long command's progress
     let show = ctx.progress();

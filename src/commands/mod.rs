@@ -24,7 +24,7 @@ use anyhow::Result;
 
 use crate::cli::Cli;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Env};
+use crate::config::{Config, Database, Env};
 use crate::decision::{self, Loaded};
 use crate::store::{Db, Store};
 
@@ -53,13 +53,18 @@ impl Context {
     /// The database for a command that changes it: the writer (which creates and migrates
     /// the file) and readers.
     pub fn db(&self, config: &Config) -> Result<Db> {
-        Ok(Db::open(config.database.sqlite_path()?)?)
+        let now = self.clock.now().timestamp();
+        Ok(Db::open_database(&config.database, now)?)
     }
 
     /// A read connection, for commands that only read (the database is created and migrated
     /// first when missing, so a new user's `plan` or `report` finds empty tables).
     pub fn reader(&self, config: &Config) -> Result<Store> {
-        let path = config.database.sqlite_path()?;
+        let path = match &config.database {
+            Database::Sqlite(path) => path,
+            // migrated (when new) by the writer it starts first
+            Database::Postgres(_) => return Ok(self.db(config)?.open_reader()?),
+        };
         if !path.exists() {
             drop(Db::open(path)?);
         }

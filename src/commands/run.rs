@@ -10,7 +10,7 @@ use super::Context;
 use super::signals::next_signal;
 use crate::cli::RunCommand;
 use crate::clock::{Clock, SystemClock};
-use crate::store::ProcessLock;
+use crate::store::DatabaseLock;
 
 pub fn run(ctx: &Context, cmd: RunCommand) -> Result<()> {
     match cmd {
@@ -42,7 +42,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// `run daemon`: lock, import the declared campaigns, then the daemon until SIGINT/SIGTERM.
 fn daemon(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
-    let _lock = ProcessLock::acquire(config.database.sqlite_path()?)?;
+    let _lock = DatabaseLock::acquire(&config.database)?;
     super::campaign::import_declared(ctx, &config)?;
     let summary = runtime()?.block_on(async {
         let shutdown = CancellationToken::new();

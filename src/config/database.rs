@@ -19,15 +19,14 @@ pub enum Database {
     Postgres(DatabaseUrl),
 }
 
-/// What a command that needs the SQLite store says when the config names a PostgreSQL url.
+/// What something that needs the SQLite file (a test, a tool) says when the config names a
+/// PostgreSQL url. Every command runs on both backends.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "PostgreSQL store: only `dialer db copy` is built so far; run the daemon, batch and reports on SQLite (`[database] path`)"
-)]
+#[error("this needs an SQLite database file (`[database] path`), not a PostgreSQL url")]
 pub struct PostgresNotBuilt;
 
 impl Database {
-    /// The SQLite file, for the commands that only run on SQLite so far.
+    /// The SQLite file, for what only works on one.
     pub fn sqlite_path(&self) -> Result<&Path, PostgresNotBuilt> {
         match self {
             Database::Sqlite(path) => Ok(path),
@@ -230,7 +229,7 @@ mod tests {
             pg.sqlite_path()
                 .unwrap_err()
                 .to_string()
-                .starts_with("PostgreSQL store: only `dialer db copy` is built so far")
+                .starts_with("this needs an SQLite database file")
         );
     }
 }

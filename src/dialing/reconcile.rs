@@ -302,7 +302,7 @@ mod tests {
         );
         assert_eq!(reconcile_open(&state, &client).await.expect("reconcile"), 2);
         assert_eq!(state.in_flight.total(), 0, "every slot freed");
-        let db = Store::open_reader(state.db.path()).expect("reader");
+        let db = Store::open_reader(state.db.path().expect("a SQLite database")).expect("reader");
         let a2 = db.attempt(second.id).expect("read").expect("attempt 2");
         assert_eq!(
             a2.call_sid.as_deref(),
@@ -362,7 +362,7 @@ mod tests {
             Arc::new(SystemClock),
         );
         assert_eq!(reconcile_open(&state, &client).await.expect("reconcile"), 0);
-        let row = Store::open_reader(state.db.path())
+        let row = Store::open_reader(state.db.path().expect("a SQLite database"))
             .expect("reader")
             .attempt(attempt.id)
             .expect("read")

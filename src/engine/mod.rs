@@ -75,7 +75,7 @@ impl Session {
     /// Opens the database, starts the carrier and the callback server, and reconciles the
     /// attempts an earlier process left open. The caller holds the process lock.
     pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> Result<Session> {
-        let db = Db::open(config.database.sqlite_path()?)?;
+        let db = Db::open_database(&config.database, clock.now().timestamp())?;
         let carrier = carrier::start(config, clock.clone()).await?;
         let (listener, public_url) = bind_server(config).await?;
         let shared = Shared::new(

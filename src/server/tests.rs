@@ -90,7 +90,7 @@ pub(super) fn fixture() -> Fixture {
 
 /// A read connection to the fixture's database (raw SQL: test only).
 pub(super) fn reader(state: &Shared) -> Store {
-    Store::open_reader(state.db.path()).expect("reader")
+    Store::open_reader(state.db.path().expect("a SQLite database")).expect("reader")
 }
 
 pub(super) fn signed(

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Cached, Result, Store, StoreError, Tx, instant, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, StoreError, instant, secs};
 use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 
@@ -92,7 +92,7 @@ pub fn is_final_status(status: &str) -> bool {
 /// How far a call has progressed by a non-final CallStatus; `None` for a value Twilio does not
 /// send (it is kept in the event log but never becomes the attempt's status). `dialing` is the
 /// attempt's own status before the create answered.
-fn progress_rank(status: &str) -> Option<u8> {
+pub(super) fn progress_rank(status: &str) -> Option<u8> {
     Some(match status {
         "dialing" => 0,
         "queued" => 1,
@@ -106,10 +106,10 @@ fn progress_rank(status: &str) -> Option<u8> {
 /// Where a call's status stands: the SequenceNumber and Timestamp (unix seconds) of the events
 /// behind it, and its progress rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Position {
-    sequence: Option<i64>,
-    at: Option<i64>,
-    rank: u8,
+pub(super) struct Position {
+    pub(super) sequence: Option<i64>,
+    pub(super) at: Option<i64>,
+    pub(super) rank: u8,
 }
 
 /// Whether a progress event `ev` is newer than the attempt's position `last` (the highest
@@ -117,7 +117,7 @@ struct Position {
 /// by SequenceNumber where both have one, by Timestamp where both have one (the same second: by
 /// progress rank); an event with neither only moves the status forward. A missing value never
 /// blocks a later event.
-fn is_newer(last: Position, ev: Position) -> bool {
+pub(super) fn is_newer(last: Position, ev: Position) -> bool {
     let by_sequence = match (ev.sequence, last.sequence) {
         (Some(e), Some(l)) => e > l,
         _ => true,
@@ -139,7 +139,7 @@ pub fn reason_of(status: &str, answered_by: Option<&str>) -> Option<Reason> {
     Some(reason)
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Claims a contact for a call: inserts the attempt row and counts it, in one transaction,
     /// only if the contact is open, has made `expected_attempts` attempts and has none open.
     /// Committed before the Calls create is sent (SPEC §5.5). `None` if the claim lost.
@@ -405,7 +405,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
         Ok(self
             .conn
@@ -584,6 +584,7 @@ mod tests {
     use rusqlite_migration::Migrations;
 
     use super::*;
+    use crate::store::Store;
 
     fn at(sequence: Option<i64>, at: Option<i64>, status: &str) -> Position {
         Position {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Cached, Result, Store, StoreError, Tx, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, StoreError, secs};
 
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
@@ -37,7 +37,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRow> {
     })
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Sets the paused flag; returns whether it changed.
     pub fn set_paused(&self, name: &str, paused: bool, now: DateTime<Utc>) -> Result<bool> {
         let c = self.require_campaign(name)?;
@@ -78,7 +78,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn campaign(&self, name: &str) -> Result<Option<CampaignRow>> {
         Ok(self
             .conn
@@ -132,7 +132,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn campaign_by_id(&self, id: i64) -> Result<Option<CampaignRow>> {
         Ok(self
             .conn

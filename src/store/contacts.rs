@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Cached, Result, Store, StoreError, Tx, instant, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, StoreError, instant, secs};
 pub use crate::campaign::contacts_csv::NewContact;
 use crate::schedule::ContactState;
 
@@ -62,20 +62,20 @@ pub struct ChunkOutcome {
 const INSERT_ROWS: usize = 64;
 
 /// A contact as stored, for comparison with the row being imported.
-struct Stored {
-    id: i64,
-    import_id: Option<i64>,
-    ext_id: Option<String>,
-    name: Option<String>,
-    zones: Option<String>,
-    fields: String,
+pub(super) struct Stored {
+    pub(super) id: i64,
+    pub(super) import_id: Option<i64>,
+    pub(super) ext_id: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) zones: Option<String>,
+    pub(super) fields: String,
     /// Created by an import run that has not finished (running, or killed): not a dialable
     /// contact yet, so the run that meets it again adopts it.
-    incomplete: bool,
+    pub(super) incomplete: bool,
 }
 
 impl Stored {
-    fn same_as(&self, c: &NewContact) -> bool {
+    pub(super) fn same_as(&self, c: &NewContact) -> bool {
         self.ext_id == c.ext_id
             && self.name == c.name
             && self.zones == c.zones
@@ -113,7 +113,7 @@ fn stored(conn: &Connection, campaign_id: i64, phone: &str) -> Result<Option<Sto
         .optional()?)
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Starts an import run into a campaign.
     pub fn begin_import(
         &self,
@@ -327,27 +327,27 @@ const SETTLE_STEP: u32 = 256;
 /// A dry run of an import: counts what an import would do, writing nothing to the database
 /// (numbers seen so far go to a TEMP table of this connection, so memory stays flat and no write
 /// lock is taken).
-pub struct DryRun<'a> {
-    store: &'a Store,
+pub struct SqliteDryRun<'a> {
+    store: &'a SqliteStore,
     campaign_id: i64,
 }
 
-impl Store {
-    pub fn dry_run(&self, campaign_id: i64) -> Result<DryRun<'_>> {
+impl SqliteStore {
+    pub fn dry_run(&self, campaign_id: i64) -> Result<SqliteDryRun<'_>> {
         self.conn.execute_batch(
             "PRAGMA query_only = OFF;
              CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (phone TEXT PRIMARY KEY) WITHOUT ROWID;
              DELETE FROM temp.dry_run_seen;
              PRAGMA query_only = ON;",
         )?;
-        Ok(DryRun {
+        Ok(SqliteDryRun {
             store: self,
             campaign_id,
         })
     }
 }
 
-impl DryRun<'_> {
+impl SqliteDryRun<'_> {
     pub fn chunk(&mut self, rows: &[NewContact]) -> Result<ChunkOutcome> {
         let conn = &self.store.conn;
         conn.execute_batch("PRAGMA query_only = OFF")?;
@@ -457,7 +457,7 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// `PRAGMA data_version`: it changes when another connection (another process) has committed
     /// since this connection last looked — how an import notices the daemon writing beside it.
     pub fn data_version(&self) -> Result<i64> {
@@ -605,7 +605,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The earliest future retry of a campaign's open contacts (the daemon's wake-up).
     pub fn earliest_retry(
         &self,
@@ -672,6 +672,7 @@ mod tests {
     use rusqlite::params_from_iter;
 
     use super::*;
+    use crate::store::Store;
 
     const AT: i64 = 1_800_000_000;
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::reports::REACHED;
-use super::{Cached, Result, Store, instant, secs};
+use super::{Cached, Result, SqliteStore, instant, secs};
 
 /// Attempts started in one hour, and how many of them reached a person.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -69,7 +69,7 @@ pub struct AnswerLine {
     pub received_at: DateTime<Utc>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Attempts (and reached ones) per hour for `hours` hours from `from`, oldest first.
     pub fn hourly_attempts(
         &self,
@@ -236,6 +236,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::pg::{self, PgStore};
 use super::{Result, Store, StoreError, Writer};
+use crate::config::{Database, DatabaseUrl};
 
 /// Read connections kept open between uses.
 const IDLE_READERS: usize = 8;
@@ -19,8 +21,15 @@ pub struct Db {
 
 #[derive(Debug)]
 struct Readers {
-    path: PathBuf,
+    source: Source,
     idle: Mutex<Vec<Store>>,
+}
+
+/// Where read connections come from.
+#[derive(Debug)]
+enum Source {
+    Sqlite(PathBuf),
+    Postgres(DatabaseUrl),
 }
 
 impl Db {
@@ -30,14 +39,44 @@ impl Db {
         Ok(Db {
             writer,
             readers: Arc::new(Readers {
-                path: path.to_owned(),
+                source: Source::Sqlite(path.to_owned()),
                 idle: Mutex::new(Vec::new()),
             }),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.readers.path
+    /// Connects to a PostgreSQL database (migrating it; `now` is recorded with the migrations
+    /// applied) and starts its writer; readers connect on demand.
+    pub fn open_postgres(url: &DatabaseUrl, now: i64) -> Result<Db> {
+        let writer = Writer::start_postgres(url, now)?;
+        Ok(Db {
+            writer,
+            readers: Arc::new(Readers {
+                source: Source::Postgres(url.clone()),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database the config names: an SQLite file or a PostgreSQL url.
+    pub fn open_database(database: &Database, now: i64) -> Result<Db> {
+        match database {
+            Database::Sqlite(path) => Db::open(path),
+            Database::Postgres(url) => Db::open_postgres(url, now),
+        }
+    }
+
+    /// The SQLite file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.readers.source {
+            Source::Sqlite(path) => Some(path),
+            Source::Postgres(_) => None,
+        }
+    }
+
+    /// A read connection of its own (not from the pool), for a long read on this thread.
+    pub fn open_reader(&self) -> Result<Store> {
+        self.readers.connect()
     }
 
     pub fn writer(&self) -> &Writer {
@@ -84,6 +123,16 @@ impl Readers {
         &self,
         f: impl FnOnce(&Store) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
+        match self.source {
+            Source::Sqlite(_) => self.with_reader(f),
+            Source::Postgres(_) => pg::outside_runtime(|| self.with_reader(f)),
+        }
+    }
+
+    fn with_reader<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Store) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
         let pooled = self
             .idle
             .lock()
@@ -91,7 +140,7 @@ impl Readers {
             .pop();
         let store = match pooled {
             Some(s) => s,
-            None => Store::open_reader(&self.path)?,
+            None => self.connect()?,
         };
         let result = f(&store);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -99,5 +148,32 @@ impl Readers {
             idle.push(store);
         }
         result
+    }
+}
+
+impl Readers {
+    fn connect(&self) -> Result<Store> {
+        match &self.source {
+            Source::Sqlite(path) => Store::open_reader(path),
+            Source::Postgres(url) => {
+                let client = pg::connect(url)?;
+                Ok(Store::from(PgStore::new(client, url.endpoint())))
+            }
+        }
+    }
+}
+
+impl Drop for Readers {
+    /// Closes idle PostgreSQL connections on a thread of their own: closing one runs the
+    /// client's runtime, which must not happen inside an async task (where a `Db` may drop).
+    fn drop(&mut self) {
+        if matches!(self.source, Source::Postgres(_)) {
+            let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+            if !idle.is_empty() {
+                let _ = std::thread::Builder::new()
+                    .name("dialer-pg-close".into())
+                    .spawn(move || drop(idle));
+            }
+        }
     }
 }

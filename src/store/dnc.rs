@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{Cached, Result, Store, Tx, instant, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, instant, secs};
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Adds numbers; returns how many were new.
     pub fn dnc_add(&self, numbers: &[String], source: &str, now: DateTime<Utc>) -> Result<usize> {
         let mut stmt = self.conn.prepare_cached(
@@ -27,7 +27,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn dnc_list(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
         let mut stmt = self
             .conn

@@ -162,6 +162,37 @@ fn lock(path: &Path, db: &Path) -> Result<File, LockError> {
     Ok(file)
 }
 
+/// The process lock of either backend: the lock files of an SQLite database, or the advisory
+/// lock of a PostgreSQL one ([`super::pg::PgProcessLock`]). Held while alive.
+#[derive(Debug)]
+pub enum DatabaseLock {
+    File(ProcessLock),
+    Postgres(super::pg::PgProcessLock),
+}
+
+/// Why the process lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseLockError {
+    #[error(transparent)]
+    File(#[from] LockError),
+    #[error(transparent)]
+    Postgres(#[from] super::StoreError),
+}
+
+impl DatabaseLock {
+    /// Takes the lock of the database the config names, for this process.
+    pub fn acquire(database: &crate::config::Database) -> Result<DatabaseLock, DatabaseLockError> {
+        Ok(match database {
+            crate::config::Database::Sqlite(path) => {
+                DatabaseLock::File(ProcessLock::acquire(path)?)
+            }
+            crate::config::Database::Postgres(url) => {
+                DatabaseLock::Postgres(super::pg::PgProcessLock::acquire(url)?)
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Cached, Result, Store, Tx, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, secs};
 
 /// DNC `source` of a number added by an opt-out keyword sent by message: only these are taken
 /// off again by START/UNSTOP.
@@ -120,7 +120,7 @@ pub struct InboundCallRecord {
 }
 
 /// Order of message statuses: a callback never moves a message backwards.
-fn rank(status: &str) -> i64 {
+pub(super) fn rank(status: &str) -> i64 {
     match status {
         "claimed" => 0,
         "accepted" | "scheduled" | "queued" => 1,
@@ -132,7 +132,7 @@ fn rank(status: &str) -> i64 {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Claims a follow-up: one row per rule and contact, ever (unique index), never for a number
     /// on the DNC list. Committed before the Messages create is sent. `None`: not claimable.
     pub fn claim_follow_up(&self, f: &NewFollowUp, now: DateTime<Utc>) -> Result<Option<i64>> {
@@ -337,7 +337,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Contacts whose attempt ended as `q` asks and who have had no message of this rule; the
     /// latest such attempt each. A completed attempt without an option's outcome counts as
     /// `answered`, the outcome its contact gets. Contacts on the DNC list or opted out are left out.
@@ -516,6 +516,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::instant;
 
     fn store_with_contact() -> (tempfile::TempDir, Store) {

@@ -5,10 +5,13 @@
 //! group-committed transaction. Instants are INTEGER unix seconds UTC, always bound as parameters.
 
 mod attempts;
+#[cfg(test)]
+mod backend_tests;
 mod campaigns;
 mod contacts;
 mod dashboard;
 mod db;
+mod dispatch;
 mod dnc;
 mod lock;
 mod messages;
@@ -27,10 +30,11 @@ pub use attempts::{
     reason_of,
 };
 pub use campaigns::{CampaignRow, CampaignStats};
-pub use contacts::{ChunkOutcome, ContactRow, DryRun, ImportCounts, ImportRun, NewContact};
+pub use contacts::{ChunkOutcome, ContactRow, ImportCounts, ImportRun, NewContact, SqliteDryRun};
 pub use dashboard::{AnswerLine, AttemptHistory, EventLine, Funnel, HourCount, ZoneCount};
 pub use db::Db;
-pub use lock::{LockError, ProcessLock, held_by_a_live_process};
+pub use dispatch::{DryRun, Store, Tx};
+pub use lock::{DatabaseLock, DatabaseLockError, LockError, ProcessLock, held_by_a_live_process};
 pub use messages::{
     ContactMatch, DNC_SOURCE_MESSAGE, FollowUpCandidate, FollowUpQuery, InboundCallRecord,
     MessageRecord, NewFollowUp, NewInboundCall, NewInboundMessage,
@@ -171,24 +175,26 @@ pub fn describe(e: &rusqlite::Error) -> String {
     }
 }
 
-/// One open connection to the database: the read queries.
-pub struct Store {
+/// One open connection to a SQLite database: the read queries ([`Store`] forwards to them).
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating with mode 0600 if missing) and migrates the database. The connection the
     /// [`Writer`] owns; everything else reads through [`Store::open_reader`]. It opens with
     /// `synchronous = FULL` (migrations, one-off writes); the writer sets the level per batch:
     /// FULL when the batch holds a durable job (a claim), NORMAL otherwise.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path) -> Result<SqliteStore> {
         if !path.exists() {
             create_private(path).map_err(|source| StoreError::Create {
                 path: path.to_owned(),
@@ -213,14 +219,14 @@ impl Store {
                 cause: source,
             })?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
         })
     }
 
     /// A read-only connection to a database the writer has created and migrated.
-    pub fn open_reader(path: &Path) -> Result<Store> {
+    pub fn open_reader(path: &Path) -> Result<SqliteStore> {
         if !path.exists() {
             return Err(StoreError::Open {
                 path: path.to_owned(),
@@ -239,14 +245,14 @@ impl Store {
             cause: source,
         })?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
         })
     }
 
     /// The connection the writer's companion thread checkpoints the WAL with.
-    pub(crate) fn open_checkpointer(path: &Path) -> Result<Store> {
+    pub(crate) fn open_checkpointer(path: &Path) -> Result<SqliteStore> {
         let conn = Connection::open(path).map_err(|cause| StoreError::Open {
             path: path.to_owned(),
             cause,
@@ -256,7 +262,7 @@ impl Store {
                 path: path.to_owned(),
                 cause,
             })?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             path: path.to_owned(),
         })
@@ -297,21 +303,22 @@ impl Store {
 
     /// Writes outside the writer thread, for unit tests (each statement commits on its own).
     #[cfg(test)]
-    pub fn tx(&self) -> Tx<'_> {
-        Tx { store: self }
+    pub fn tx(&self) -> SqliteTx<'_> {
+        SqliteTx { store: self }
     }
 }
 
-/// The write queries, inside the [`Writer`]'s transaction (each job in its own savepoint).
-/// Reads are available too, through `Deref`, and see the transaction's own changes.
-pub struct Tx<'a> {
-    store: &'a Store,
+/// The write queries on SQLite, inside the [`Writer`]'s transaction (each job in its own
+/// savepoint; [`Tx`] forwards to them). Reads are available too, through `Deref`, and see the
+/// transaction's own changes.
+pub struct SqliteTx<'a> {
+    store: &'a SqliteStore,
 }
 
-impl std::ops::Deref for Tx<'_> {
-    type Target = Store;
+impl std::ops::Deref for SqliteTx<'_> {
+    type Target = SqliteStore;
 
-    fn deref(&self) -> &Store {
+    fn deref(&self) -> &SqliteStore {
         self.store
     }
 }
@@ -393,7 +400,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/dialer.db");
         let store = Store::open(&path).expect("open");
-        let mode = std::fs::metadata(store.path())
+        let mode = std::fs::metadata(store.path().expect("a SQLite file"))
             .expect("stat")
             .permissions()
             .mode();

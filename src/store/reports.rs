@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 
-use super::{Result, Store, StoreError, secs};
+use super::{Result, SqliteStore, StoreError, secs};
 
 /// Which attempts an export covers: one campaign or all, started in `[since, until)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub struct SummaryCounts {
 pub const REACHED: &str =
     "(a.reason = 'completed' AND (a.answered_by IS NULL OR a.answered_by = 'human'))";
 
-const ATTEMPT_SELECT: &str =
+pub(super) const ATTEMPT_SELECT: &str =
     "SELECT cp.name, coalesce(c.ext_id, c.phone), c.name, a.phone, a.attempt_no,
         a.call_sid, a.status, a.reason, a.answered_by, a.outcome, a.digits, a.speech,
         a.duration_seconds, a.started_at, a.answered_at, a.ended_at, a.error_code, a.error_message,
@@ -132,7 +132,7 @@ const ATTEMPT_SELECT: &str =
     JOIN contacts c ON c.id = a.contact_id
     JOIN campaigns cp ON cp.id = a.campaign_id";
 
-const ATTEMPT_ORDER: &str = "ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
+pub(super) const ATTEMPT_ORDER: &str = "ORDER BY cp.name, a.contact_id, a.attempt_no, a.id";
 
 const CONTACT_EXPORT: &str = "SELECT c.id, coalesce(c.ext_id, c.phone), c.name, c.phone, c.zones,
         c.state, c.attempts, c.last_reason, c.outcome, c.next_attempt_at
@@ -201,7 +201,7 @@ fn attempt_record<'a>(r: &'a rusqlite::Row<'a>) -> rusqlite::Result<AttemptRecor
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Streams the attempts `filter` selects, ordered by campaign name, contact (import order)
     /// and attempt number, into `f`.
     pub fn for_each_attempt_record<E: From<StoreError>>(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::reports::AttemptFilter;
-use super::{Cached, Result, Store, StoreError, Tx, secs};
+use super::{Cached, Result, SqliteStore, SqliteTx, StoreError, secs};
 
 /// How a conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BotSession> {
     })
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Starts a conversation of `attempt_id` with the bot of `step`; returns its id.
     pub fn open_bot_session(&self, attempt_id: i64, step: &str, now: DateTime<Utc>) -> Result<i64> {
         self.conn.execute_cached(
@@ -176,7 +176,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     pub fn bot_session(&self, id: i64) -> Result<Option<BotSession>> {
         Ok(self
             .conn

@@ -15,10 +15,13 @@
 //! with `synchronous = FULL`: the WAL is synced before anyone in the batch is answered.
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 
-use super::{Result, Store, StoreError, Tx};
+use super::dispatch::Control;
+use super::pg::{self, PgStore};
+use super::{Result, SqliteStore, Store, StoreError, Tx};
+use crate::config::DatabaseUrl;
 
 /// Jobs committed together at most (bounds the time a commit keeps callers waiting).
 const MAX_BATCH: usize = 512;
@@ -44,25 +47,29 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<Job>,
-    path: PathBuf,
+    /// The database, for `Debug`: the SQLite file, or the PostgreSQL server and database.
+    label: String,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("path", &self.path).finish()
+        f.debug_struct("Writer")
+            .field("database", &self.label)
+            .finish()
     }
 }
 
 impl Writer {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn start(path: &Path) -> Result<Writer> {
-        let store = Store::open(path)?;
+        let store = SqliteStore::open(path)?;
         // savepoints' journals (one per job) in memory: a file write per first touch of a page
         // was an eighth of an import's time
         store
             .conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY")?;
-        let checkpoints = Store::open_checkpointer(path)?;
+        let checkpoints = SqliteStore::open_checkpointer(path)?;
+        let store = Store::from(store);
         let (jobs, rx) = channel::<Job>();
         let alive = std::sync::Arc::new(());
         let watch = std::sync::Arc::downgrade(&alive);
@@ -90,12 +97,40 @@ impl Writer {
             .map_err(spawn_err)?;
         Ok(Writer {
             jobs,
-            path: path.to_owned(),
+            label: path.display().to_string(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to a PostgreSQL database, migrates it and starts the writer thread on that
+    /// connection. The thread connects (the `postgres` client runs its own small runtime, so it
+    /// never connects from inside an async task); this waits for it to be ready.
+    pub fn start_postgres(url: &DatabaseUrl, now: i64) -> Result<Writer> {
+        let (jobs, rx) = channel::<Job>();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        let target = url.clone();
+        std::thread::Builder::new()
+            .name("dialer-writer".into())
+            .spawn(move || {
+                let opened = pg::connect(&target).and_then(|mut client| {
+                    pg::migrate(&mut client, now)?;
+                    Ok(PgStore::new(client, target.endpoint()))
+                });
+                match opened {
+                    Ok(store) => {
+                        let _ = ready_tx.send(Ok(()));
+                        run(&Store::from(store), &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Postgres(format!("cannot start the writer thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::WriterGone)??;
+        Ok(Writer {
+            jobs,
+            label: format!("{} at {}", url.dbname(), url.endpoint()),
+        })
     }
 
     /// Runs `f` in the writer's next transaction; resolves after that transaction committed.
@@ -190,6 +225,27 @@ impl Writer {
     }
 }
 
+impl SqliteStore {
+    /// One step of the writer's transaction on SQLite; an error is one sentence ([`describe`]).
+    ///
+    /// [`describe`]: super::describe
+    pub(crate) fn control(&self, step: Control) -> std::result::Result<(), String> {
+        let sql = match step {
+            Control::Sync { durable: true } => "PRAGMA synchronous = FULL",
+            Control::Sync { durable: false } => "PRAGMA synchronous = NORMAL",
+            Control::Begin => "BEGIN IMMEDIATE",
+            Control::Savepoint => "SAVEPOINT job",
+            Control::Release => "RELEASE job",
+            Control::Undo => "ROLLBACK TO job; RELEASE job",
+            Control::Rollback => "ROLLBACK",
+            Control::Commit => "COMMIT",
+        };
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| super::describe(&e))
+    }
+}
+
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
 fn run(store: &Store, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
@@ -206,16 +262,10 @@ fn run(store: &Store, jobs: &Receiver<Job>) {
 
 fn commit_batch(store: &Store, batch: Vec<Job>) {
     let durable = batch.iter().any(|j| j.durable);
-    let level = if durable {
-        "PRAGMA synchronous = FULL"
-    } else {
-        "PRAGMA synchronous = NORMAL"
-    };
-    if let Err(e) = store.conn.execute_batch(level) {
+    if let Err(e) = store.control(Control::Sync { durable }) {
         tracing::error!(error = %e, "cannot set the sync level");
     }
-    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
-        let message = super::describe(&e);
+    if let Err(message) = store.control(Control::Begin) {
         tracing::debug!(error = %message, "cannot start a write transaction");
         for job in batch {
             let (_, reply) = (job.run)(None);
@@ -223,58 +273,57 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         }
         return;
     }
-    let tx = Tx { store };
+    let tx = Tx::new(store);
     // A job alone in its batch needs no savepoint: if it fails, the whole transaction is undone.
     let solo = batch.len() == 1;
     let mut replies = Vec::with_capacity(batch.len());
     let mut undone = false;
     for job in batch {
-        if !solo && let Err(e) = store.conn.execute_batch("SAVEPOINT job") {
+        if !solo && let Err(e) = store.control(Control::Savepoint) {
             tracing::error!(error = %e, "cannot open a savepoint");
         }
-        let undo = |conn: &rusqlite::Connection| {
+        let undo = |store: &Store| {
             if !solo {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                let _ = store.control(Control::Undo);
             }
         };
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(Some(&tx)))) {
             Ok((true, reply)) => {
                 if !solo {
-                    let _ = store.conn.execute_batch("RELEASE job");
+                    let _ = store.control(Control::Release);
                 }
                 replies.push(reply);
             }
             Ok((false, reply)) => {
-                undo(&store.conn);
+                undo(store);
                 undone = solo;
                 replies.push(reply);
             }
             Err(_) => {
                 // the caller sees its channel close: `WriterGone`
                 tracing::error!("a write job panicked; its changes were undone");
-                undo(&store.conn);
+                undo(store);
                 undone = solo;
             }
         }
     }
     if undone {
         // the only job failed: nothing to commit (its reply carries its own error)
-        let _ = store.conn.execute_batch("ROLLBACK");
+        let _ = store.control(Control::Rollback);
         for reply in replies {
             reply(Ok(()));
         }
         return;
     }
-    match store.conn.execute_batch("COMMIT") {
+    match store.control(Control::Commit) {
         Ok(()) => {
             for reply in replies {
                 reply(Ok(()));
             }
         }
-        Err(e) => {
-            let message = super::describe(&e);
+        Err(message) => {
             tracing::debug!(error = %message, "commit failed; the batch was rolled back");
-            let _ = store.conn.execute_batch("ROLLBACK");
+            let _ = store.control(Control::Rollback);
             for reply in replies {
                 reply(Err(&message));
             }
@@ -288,7 +337,7 @@ mod tests {
 
     fn count(store: &Store) -> i64 {
         store
-            .conn
+            .conn()
             .query_row("SELECT count(*) FROM dnc", [], |r| r.get(0))
             .expect("count")
     }
@@ -346,7 +395,9 @@ mod tests {
     use super::super::instant;
 
     fn sync_level(tx: &Tx<'_>) -> Result<i64> {
-        Ok(tx.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+        Ok(tx
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?)
     }
 
     /// Issue: with `synchronous = NORMAL` a committed claim could vanish on power loss, and a

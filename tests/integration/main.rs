@@ -23,6 +23,7 @@ mod inbound;
 mod limits;
 mod messaging;
 mod pg_copy;
+mod pg_run;
 mod plan;
 mod simulator;
 mod soak;

@@ -250,25 +250,10 @@ fn db_copy_refuses_a_password_in_the_url_and_a_missing_source() {
 }
 
 #[test]
-fn other_commands_on_a_postgres_url_say_only_db_copy_is_built() {
+fn db_copy_takes_its_source_from_from_while_the_config_holds_a_url() {
     let dir = TestDir::new();
     let url = PgCluster::shared().database("url_commands");
     dir.write("dialer.toml", &format!("[database]\nurl = \"{url}\"\n"));
-    for args in [
-        &["campaign", "list"][..],
-        &["run", "batch"],
-        &["run", "daemon"],
-        &["report", "summary"],
-        &["plan"],
-    ] {
-        let out = dir.output(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr).trim_end(),
-            "error: PostgreSQL store: only `dialer db copy` is built so far; run the daemon, batch and reports on SQLite (`[database] path`)",
-            "{args:?}"
-        );
-    }
     // the url's database is the source of nothing: `db copy` asks for the SQLite file
     let out = dir.output(&["db", "copy", "--to", &url.to_string()]);
     assert_eq!(out.status.code(), Some(1));

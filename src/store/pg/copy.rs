@@ -14,7 +14,8 @@ use postgres::types::{ToSql, Type};
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 
-use super::super::{Result, Store, StoreError};
+// the source is always a SQLite file: its own connection type, `.conn` included
+use super::super::{Result, SqliteStore as Store, StoreError};
 use super::migrate;
 
 /// Every table the migrations create, parents before children (foreign keys hold at every

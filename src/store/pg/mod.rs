@@ -7,10 +7,20 @@
 //! inside an async task — only from `spawn_blocking`, the writer thread or plain threads.
 //! TLS to the database is not built yet: connections use `NoTls`.
 
+mod attempts;
+mod campaigns;
 #[doc(hidden)]
 pub mod cluster;
+mod contacts;
 mod copy;
+mod dashboard;
+mod dnc;
+mod lock;
+mod messages;
 mod migrate;
+mod reports;
+mod store;
+mod transcripts;
 
 use std::time::Duration;
 
@@ -20,7 +30,9 @@ use super::{Result, StoreError};
 use crate::config::{DatabaseUrl, PASSWORD_VAR};
 
 pub use copy::{CopyProgress, TableCheck, TableSum, copy_from_sqlite, product_tables};
+pub use lock::PgProcessLock;
 pub use migrate::{MIGRATIONS, Migrated, Migration, migrate};
+pub use store::{PgDryRun, PgStore, PgTx, outside_runtime};
 
 /// How long a connection attempt may take before it is reported as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
