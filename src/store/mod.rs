@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use attempts::{
-    Answer, AttemptEnding, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status,
+    Answer, AttemptCall, AttemptEnding, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status,
     reason_of,
 };
 pub use campaigns::{CampaignRow, CampaignStats};

@@ -192,6 +192,7 @@ impl Writer {
 
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
 fn run(store: &Store, jobs: &Receiver<Job>) {
+    let mut level = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -200,21 +201,35 @@ fn run(store: &Store, jobs: &Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_batch(store, batch);
+        commit_batch(store, batch, &mut level);
     }
 }
 
-fn commit_batch(store: &Store, batch: Vec<Job>) {
+/// Runs one transaction-control statement, parsed once per connection (`execute_batch` parsed
+/// it again for every batch and job).
+fn control(store: &Store, sql: &str) -> rusqlite::Result<()> {
+    store.conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// `level`: the sync level the connection was last set to (`Some(true)`: FULL), so a batch sets
+/// it only when it changes.
+fn commit_batch(store: &Store, batch: Vec<Job>, level: &mut Option<bool>) {
     let durable = batch.iter().any(|j| j.durable);
-    let level = if durable {
-        "PRAGMA synchronous = FULL"
-    } else {
-        "PRAGMA synchronous = NORMAL"
-    };
-    if let Err(e) = store.conn.execute_batch(level) {
-        tracing::error!(error = %e, "cannot set the sync level");
+    if *level != Some(durable) {
+        let pragma = if durable {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        match store.conn.execute_batch(pragma) {
+            Ok(()) => *level = Some(durable),
+            Err(e) => {
+                *level = None;
+                tracing::error!(error = %e, "cannot set the sync level");
+            }
+        }
     }
-    if let Err(e) = store.conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(store, "BEGIN IMMEDIATE") {
         let message = super::describe(&e);
         tracing::debug!(error = %message, "cannot start a write transaction");
         for job in batch {
@@ -229,7 +244,7 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut undone = false;
     for job in batch {
-        if !solo && let Err(e) = store.conn.execute_batch("SAVEPOINT job") {
+        if !solo && let Err(e) = control(store, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
         }
         let undo = |conn: &rusqlite::Connection| {
@@ -240,7 +255,7 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(Some(&tx)))) {
             Ok((true, reply)) => {
                 if !solo {
-                    let _ = store.conn.execute_batch("RELEASE job");
+                    let _ = control(store, "RELEASE job");
                 }
                 replies.push(reply);
             }
@@ -265,7 +280,7 @@ fn commit_batch(store: &Store, batch: Vec<Job>) {
         }
         return;
     }
-    match store.conn.execute_batch("COMMIT") {
+    match control(store, "COMMIT") {
         Ok(()) => {
             for reply in replies {
                 reply(Ok(()));
