@@ -24,7 +24,7 @@ use crate::campaign::model::{Campaign, Content};
 use crate::campaign::script::Script;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::store::{Answer, AttemptRow, StatusApplied, StatusEvent, Tx};
+use crate::store::{Answer, AttemptCall, AttemptRow, StatusApplied, StatusEvent, Tx};
 use crate::twilio::twiml::{self, RenderContext, StepUrls};
 
 #[derive(Debug, Deserialize)]
@@ -45,19 +45,32 @@ pub(super) fn checked_attempt(
     form: &SignedForm,
 ) -> Result<AttemptRow, ApiError> {
     let attempt = store.attempt(id)?.ok_or(ApiError::NotFound)?;
+    check_call_sid(store, id, attempt.call_sid.as_deref(), form)?;
+    Ok(attempt)
+}
+
+/// [`checked_attempt`] for the status callback, which needs only the attempt's campaign and SID.
+fn checked_call(store: &Tx<'_>, id: i64, form: &SignedForm) -> Result<AttemptCall, ApiError> {
+    let call = store.attempt_call(id)?.ok_or(ApiError::NotFound)?;
+    check_call_sid(store, id, call.call_sid.as_deref(), form)?;
+    Ok(call)
+}
+
+/// Whether the request's CallSid is the attempt's call (`bound`), binding it when none is yet.
+fn check_call_sid(
+    store: &Tx<'_>,
+    id: i64,
+    bound: Option<&str>,
+    form: &SignedForm,
+) -> Result<(), ApiError> {
     let sid = form
         .get("CallSid")
         .ok_or(ApiError::BadRequest("missing CallSid\n"))?;
-    match attempt.call_sid.as_deref() {
-        Some(s) if s == sid => Ok(attempt),
+    match bound {
+        Some(s) if s == sid => Ok(()),
         Some(_) => Err(ApiError::NotFound),
-        None => {
-            if store.bind_call_sid(id, sid)? {
-                Ok(attempt)
-            } else {
-                Err(ApiError::NotFound)
-            }
-        }
+        None if store.bind_call_sid(id, sid)? => Ok(()),
+        None => Err(ApiError::NotFound),
     }
 }
 
@@ -316,7 +329,7 @@ pub async fn status(State(state): State<Shared>, form: SignedForm) -> Result<Res
         .db
         .write(move |tx| {
             let now = s.clock.now();
-            let attempt = checked_attempt(tx, t.attempt, &form)?;
+            let attempt = checked_call(tx, t.attempt, &form)?;
             let campaign = s.campaign(tx, attempt.campaign_id)?;
             let int = |k: &str| form.get(k).and_then(|v| v.trim().parse::<i64>().ok());
             let ev = StatusEvent {

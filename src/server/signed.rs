@@ -42,12 +42,14 @@ impl SignedForm {
 
     /// The parameters as a JSON object (repeated keys: the last wins), for the audit trail.
     pub fn to_json(&self) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = self
+        // borrowed keys and values, no copy of the form; sorted keys as before
+        let map: std::collections::BTreeMap<&str, &str> = self
             .pairs
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        serde_json::Value::Object(map).to_string()
+        // a map of strings always serialises; the fallback is never taken
+        serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 

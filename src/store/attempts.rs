@@ -9,6 +9,15 @@ use super::{Cached, Result, SqliteStore, SqliteTx, StoreError, instant, secs};
 use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 
+/// What a status callback needs of its attempt: its campaign and the Call SID bound to it (no
+/// join with the contact, whose fields only the TwiML needs).
+#[derive(Debug, Clone)]
+pub struct AttemptCall {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub call_sid: Option<String>,
+}
+
 /// An attempt with what the callback handlers need of its contact.
 #[derive(Debug, Clone)]
 pub struct AttemptRow {
@@ -411,6 +420,21 @@ impl SqliteStore {
             .conn
             .prepare_cached(&format!("{ATTEMPT_SELECT} WHERE a.id = ?1"))?
             .query_row([id], attempt_row)
+            .optional()?)
+    }
+
+    /// An attempt's campaign and Call SID (the status callback's lookup).
+    pub fn attempt_call(&self, id: i64) -> Result<Option<AttemptCall>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT campaign_id, call_sid FROM attempts WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(AttemptCall {
+                    id,
+                    campaign_id: r.get(0)?,
+                    call_sid: r.get(1)?,
+                })
+            })
             .optional()?)
     }
 

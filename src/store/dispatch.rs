@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 
 use super::pg::{PgDryRun, PgStore, PgTx};
 use super::{
-    Answer, AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow, BotCounts,
-    BotSession, BotTurn, CampaignRow, CampaignStats, ChunkOutcome, ContactMatch, ContactRecord,
-    ContactRow, EndedCall, FollowUpCandidate, FollowUpQuery, Funnel, HourCount, ImportCounts,
-    ImportRun, InboundCallRecord, MessageRecord, NewContact, NewFollowUp, NewInboundCall,
-    NewInboundMessage, NewTurn, Result, SessionEnd, SqliteDryRun, SqliteStore, SqliteTx,
-    StatusApplied, StatusEvent, StoreError, SummaryCounts, TranscriptRecord, ZoneCount,
+    Answer, AttemptCall, AttemptEnding, AttemptFilter, AttemptHistory, AttemptRecord, AttemptRow,
+    BotCounts, BotSession, BotTurn, CampaignRow, CampaignStats, ChunkOutcome, ContactMatch,
+    ContactRecord, ContactRow, EndedCall, FollowUpCandidate, FollowUpQuery, Funnel, HourCount,
+    ImportCounts, ImportRun, InboundCallRecord, MessageRecord, NewContact, NewFollowUp,
+    NewInboundCall, NewInboundMessage, NewTurn, Result, SessionEnd, SqliteDryRun, SqliteStore,
+    SqliteTx, StatusApplied, StatusEvent, StoreError, SummaryCounts, TranscriptRecord, ZoneCount,
 };
 use crate::campaign::model::{CampaignRules, Reason};
 
@@ -271,6 +271,7 @@ reads! {
 
     // attempts
     fn attempt(&self, id: i64) -> Result<Option<AttemptRow>>;
+    fn attempt_call(&self, id: i64) -> Result<Option<AttemptCall>>;
     /// Attempts not yet in a final state, oldest first.
     fn open_attempts(&self) -> Result<Vec<AttemptRow>>;
     /// Whether some attempt already carries this Call SID.

@@ -26,8 +26,8 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
 pub use attempts::{
-    Answer, AttemptEnding, AttemptRow, EndedCall, StatusApplied, StatusEvent, is_final_status,
-    reason_of,
+    Answer, AttemptCall, AttemptEnding, AttemptRow, EndedCall, StatusApplied, StatusEvent,
+    is_final_status, reason_of,
 };
 pub use campaigns::{CampaignRow, CampaignStats};
 pub use contacts::{ChunkOutcome, ContactRow, ImportCounts, ImportRun, NewContact, SqliteDryRun};

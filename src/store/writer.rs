@@ -240,14 +240,22 @@ impl SqliteStore {
             Control::Rollback => "ROLLBACK",
             Control::Commit => "COMMIT",
         };
-        self.conn
-            .execute_batch(sql)
-            .map_err(|e| super::describe(&e))
+        let done = if sql.contains(';') || sql.starts_with("PRAGMA") {
+            self.conn.execute_batch(sql)
+        } else {
+            // parsed once per connection (`execute_batch` parses it again every batch and job)
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map(drop)
+        };
+        done.map_err(|e| super::describe(&e))
     }
 }
 
 /// The writer thread: batch, run, commit, answer; until every handle is gone.
 fn run(store: &Store, jobs: &Receiver<Job>) {
+    let mut level = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -256,14 +264,22 @@ fn run(store: &Store, jobs: &Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_batch(store, batch);
+        commit_batch(store, batch, &mut level);
     }
 }
 
-fn commit_batch(store: &Store, batch: Vec<Job>) {
+/// `level`: the sync level the connection was last set to (`Some(true)`: FULL), so a batch sets
+/// it only when it changes.
+fn commit_batch(store: &Store, batch: Vec<Job>, level: &mut Option<bool>) {
     let durable = batch.iter().any(|j| j.durable);
-    if let Err(e) = store.control(Control::Sync { durable }) {
-        tracing::error!(error = %e, "cannot set the sync level");
+    if *level != Some(durable) {
+        match store.control(Control::Sync { durable }) {
+            Ok(()) => *level = Some(durable),
+            Err(e) => {
+                *level = None;
+                tracing::error!(error = %e, "cannot set the sync level");
+            }
+        }
     }
     if let Err(message) = store.control(Control::Begin) {
         tracing::debug!(error = %message, "cannot start a write transaction");

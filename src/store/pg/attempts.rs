@@ -10,8 +10,8 @@ use crate::campaign::model::{CampaignRules, Reason};
 use crate::schedule::{self, AttemptEnd, Next};
 use crate::store::attempts::{Position, is_newer, progress_rank};
 use crate::store::{
-    Answer, AttemptEnding, AttemptRow, EndedCall, Result, StatusApplied, StatusEvent, StoreError,
-    instant, is_final_status, reason_of, secs,
+    Answer, AttemptCall, AttemptEnding, AttemptRow, EndedCall, Result, StatusApplied, StatusEvent,
+    StoreError, instant, is_final_status, reason_of, secs,
 };
 
 const ATTEMPT_SELECT: &str =
@@ -320,6 +320,22 @@ impl PgStore {
             .as_ref()
             .map(attempt_row)
             .transpose()
+    }
+
+    /// An attempt's campaign and Call SID (the status callback's lookup).
+    pub fn attempt_call(&self, id: i64) -> Result<Option<AttemptCall>> {
+        self.optional(
+            "SELECT campaign_id, call_sid FROM attempts WHERE id = $1",
+            &[&id],
+        )?
+        .map(|r| {
+            Ok(AttemptCall {
+                id,
+                campaign_id: get(&r, 0)?,
+                call_sid: get(&r, 1)?,
+            })
+        })
+        .transpose()
     }
 
     /// Attempts not yet in a final state, oldest first.
