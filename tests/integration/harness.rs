@@ -9,7 +9,8 @@ use std::process::Command;
 use rusqlite::types::ValueRef;
 use tempfile::TempDir;
 
-/// The shipped `dialer.toml`, without the `[[campaign]]` entries (tests import what they need).
+/// The shipped `dialer.toml`, without the `[[campaign]]` entries (tests import what they need),
+/// its callback server on a free port.
 pub fn default_config() -> String {
     let shipped = include_str!("../../dialer.toml");
     let mut out = String::new();
@@ -28,7 +29,9 @@ pub fn default_config() -> String {
             out.push('\n');
         }
     }
-    out
+    // tests run side by side: the callback server binds a free port (the built-in simulator is
+    // told the bound one), never the shipped 8080
+    out.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
 }
 
 /// The SPEC §3 example campaign, verbatim.

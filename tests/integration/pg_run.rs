@@ -137,7 +137,8 @@ fn a_second_run_on_the_same_postgres_database_is_refused() {
         .spawn()
         .expect("start the daemon");
     // the daemon holds the lock once its database connection is up: wait until the server
-    // shows its connection holding the advisory lock
+    // shows its connection holding the advisory lock (on this database: the cluster is shared by
+    // the tests running beside this one)
     let mut client = postgres::Config::clone(url.config())
         .connect(postgres::NoTls)
         .expect("connect");
@@ -145,8 +146,9 @@ fn a_second_run_on_the_same_postgres_database_is_refused() {
     loop {
         let held: i64 = client
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dialer run pid %'",
-                &[],
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name LIKE 'dialer run pid %' AND datname = $1",
+                &[&url.dbname()],
             )
             .expect("activity")
             .get(0);
