@@ -435,6 +435,22 @@ const DUE_SETTLING: &str = "SELECT c.id, c.next_attempt_at FROM contacts c
          WHERE a.contact_id = c.id AND a.ended_at IS NULL)
      ORDER BY c.next_attempt_at, c.id LIMIT ?3";
 
+/// The due `(next_attempt_at, id)` pairs of several ranges (the campaign's and its unsettled
+/// runs'), visited in due order, at most `scan`, until `visit` breaks: both backends' merge.
+pub(crate) fn visit_merged(
+    mut due: Vec<(i64, i64)>,
+    scan: u32,
+    mut visit: impl FnMut(i64) -> Result<ControlFlow<()>>,
+) -> Result<()> {
+    due.sort_unstable();
+    for (_, id) in due.into_iter().take(scan as usize) {
+        if visit(id)?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     let state: String = r.get(7)?;
     let next: i64 = r.get(9)?;
@@ -522,13 +538,7 @@ impl SqliteStore {
                 params![campaign_id, secs(now), scan, import_id],
             )?;
         }
-        due.sort_unstable();
-        for (_, id) in due.into_iter().take(scan as usize) {
-            if visit(id)?.is_break() {
-                break;
-            }
-        }
-        Ok(())
+        visit_merged(due, scan, visit)
     }
 
     /// Finished import runs of every campaign whose rows are not all settled yet, oldest first.

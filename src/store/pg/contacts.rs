@@ -11,7 +11,7 @@ use postgres::Row;
 
 use super::store::{Params, PgStore, PgTx, get, get_u32};
 use crate::schedule::ContactState;
-use crate::store::contacts::Stored;
+use crate::store::contacts::{Stored, visit_merged};
 use crate::store::{
     ChunkOutcome, ContactRow, ImportCounts, ImportRun, NewContact, Result, StoreError, instant,
     secs,
@@ -343,13 +343,7 @@ impl PgStore {
                     &[&campaign_id, &secs(now), &limit, &import_id],
                 )?;
             }
-            due.sort_unstable();
-            for (_, id) in due.into_iter().take(scan as usize) {
-                if visit(id)?.is_break() {
-                    break;
-                }
-            }
-            return Ok(());
+            return visit_merged(due, scan, visit);
         }
         let (mut after, mut left) = ((i64::MIN, i64::MIN), scan);
         while left > 0 {
